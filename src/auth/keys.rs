@@ -1,0 +1,222 @@
+//! Verification keys chosen by `kid` (so keys rotate without downtime) and token minting.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+
+use super::{Claims, Mode};
+use crate::configuration::{AuthSettings, ConfigError, KeySettings};
+use crate::error::ApiError;
+
+/// Longer tokens are refused before any parsing: real ones are a few hundred bytes.
+const MAX_TOKEN_BYTES: usize = 4096;
+
+struct VerifyKey {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+pub struct KeyRing {
+    keys: HashMap<String, VerifyKey>,
+    signing: Option<(String, Algorithm, EncodingKey)>,
+    /// Put into minted tokens so that they pass this service's own checks.
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+fn parse_alg(alg: &str) -> Option<Algorithm> {
+    match alg {
+        "HS256" => Some(Algorithm::HS256),
+        "RS256" => Some(Algorithm::RS256),
+        "ES256" => Some(Algorithm::ES256),
+        "EdDSA" => Some(Algorithm::EdDSA),
+        _ => None,
+    }
+}
+
+fn read_file(setting: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::invalid(setting, format!("cannot read {path}: {e}")))
+}
+
+impl KeyRing {
+    pub fn from_settings(settings: &AuthSettings) -> Result<Self, ConfigError> {
+        let validation_for = |alg: Algorithm| {
+            let mut v = Validation::new(alg);
+            v.leeway = settings.leeway.as_secs();
+            v.validate_nbf = true;
+            let mut required = vec!["exp"];
+            if settings.issuer.is_empty() {
+                v.iss = None;
+            } else {
+                v.set_issuer(&[&settings.issuer]);
+                required.push("iss");
+            }
+            if settings.audience.is_empty() {
+                v.validate_aud = false;
+            } else {
+                v.set_audience(&[&settings.audience]);
+                required.push("aud");
+            }
+            v.set_required_spec_claims(&required);
+            v
+        };
+
+        let mut keys = HashMap::new();
+        let mut signing = None;
+        for (i, k) in settings.keys.iter().enumerate() {
+            let setting = format!("auth.keys[{i}]");
+            let alg = parse_alg(&k.alg)
+                .ok_or_else(|| ConfigError::invalid(format!("{setting}.alg"), "unsupported"))?;
+            let key = decoding_key(&setting, alg, k)?;
+            if k.kid == settings.signing_kid {
+                signing = Some((k.kid.clone(), alg, encoding_key(&setting, alg, k)?));
+            }
+            keys.insert(
+                k.kid.clone(),
+                VerifyKey {
+                    key,
+                    validation: validation_for(alg),
+                },
+            );
+        }
+        if !settings.jwks_file.is_empty() {
+            let text = read_file("auth.jwks_file", &settings.jwks_file)?;
+            let set: JwkSet = serde_json::from_slice(&text)
+                .map_err(|e| ConfigError::invalid("auth.jwks_file", e.to_string()))?;
+            for jwk in set.keys {
+                let bad = |why: &str| ConfigError::invalid("auth.jwks_file", why.to_owned());
+                let kid = jwk.common.key_id.clone().ok_or_else(|| bad("a key has no kid"))?;
+                let alg = jwk
+                    .common
+                    .key_algorithm
+                    .and_then(|a| parse_alg(&a.to_string()))
+                    .ok_or_else(|| bad("a key has no supported alg (RS256, ES256, EdDSA)"))?;
+                let key = DecodingKey::from_jwk(&jwk).map_err(|e| bad(&e.to_string()))?;
+                if keys.contains_key(&kid) {
+                    return Err(bad("a kid is configured twice"));
+                }
+                keys.insert(
+                    kid,
+                    VerifyKey {
+                        key,
+                        validation: validation_for(alg),
+                    },
+                );
+            }
+        }
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Ok(Self {
+            keys,
+            signing,
+            issuer: non_empty(&settings.issuer),
+            audience: non_empty(&settings.audience),
+        })
+    }
+
+    /// Verifies a bearer token and returns its claims; every failure is a 401.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(ApiError::Unauthorized("the token is too long"));
+        }
+        // `alg: none` and unknown algorithms fail here: they are not in jsonwebtoken's enum.
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| ApiError::Unauthorized("the token is malformed"))?;
+        let key = match header.kid.as_deref() {
+            Some(kid) => self.keys.get(kid),
+            // Without a kid the token is only usable when there is exactly one key.
+            None if self.keys.len() == 1 => self.keys.values().next(),
+            None => None,
+        }
+        .ok_or(ApiError::Unauthorized("the token's key is not known"))?;
+        // The algorithm is the key's, never the token's choice (no algorithm confusion).
+        if !key.validation.algorithms.contains(&header.alg) {
+            return Err(ApiError::Unauthorized(
+                "the token's algorithm does not match its key",
+            ));
+        }
+        jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                ApiError::Unauthorized(match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet",
+                    ErrorKind::InvalidSignature => "the token's signature is not valid",
+                    ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
+                    ErrorKind::InvalidAudience => "the token's audience is not accepted",
+                    ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
+                    _ => "the token is not valid",
+                })
+            })
+    }
+}
+
+fn decoding_key(setting: &str, alg: Algorithm, k: &KeySettings) -> Result<DecodingKey, ConfigError> {
+    let file = || read_file(&format!("{setting}.public_key_file"), &k.public_key_file);
+    let bad = |e: jsonwebtoken::errors::Error| {
+        ConfigError::invalid(format!("{setting}.public_key_file"), e.to_string())
+    };
+    Ok(match alg {
+        Algorithm::HS256 => DecodingKey::from_secret(k.secret.expose().as_bytes()),
+        Algorithm::RS256 => DecodingKey::from_rsa_pem(&file()?).map_err(bad)?,
+        Algorithm::ES256 => DecodingKey::from_ec_pem(&file()?).map_err(bad)?,
+        Algorithm::EdDSA => DecodingKey::from_ed_pem(&file()?).map_err(bad)?,
+        _ => return Err(ConfigError::invalid(format!("{setting}.alg"), "unsupported")),
+    })
+}
+
+fn encoding_key(setting: &str, alg: Algorithm, k: &KeySettings) -> Result<EncodingKey, ConfigError> {
+    let name = format!("{setting}.private_key_file");
+    let pem = || {
+        if k.private_key_file.is_empty() {
+            Err(ConfigError::invalid(
+                &name,
+                "auth.signing_kid names this key, so it needs a private key to sign with",
+            ))
+        } else {
+            read_file(&name, &k.private_key_file)
+        }
+    };
+    let bad = |e: jsonwebtoken::errors::Error| ConfigError::invalid(&name, e.to_string());
+    Ok(match alg {
+        Algorithm::HS256 => EncodingKey::from_secret(k.secret.expose().as_bytes()),
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem()?).map_err(bad)?,
+        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem()?).map_err(bad)?,
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem()?).map_err(bad)?,
+        _ => return Err(ConfigError::invalid(format!("{setting}.alg"), "unsupported")),
+    })
+}
+
+/// What `customers-api token` puts in a token.
+pub struct TokenRequest {
+    pub org: String,
+    pub mode: Mode,
+    pub scope: String,
+    pub ttl: Duration,
+    pub sub: String,
+}
+
+/// Signs a token with the configured signing key (`auth.signing_kid`).
+pub fn mint_token(ring: &KeyRing, request: &TokenRequest) -> anyhow::Result<String> {
+    let (kid, alg, key) = ring
+        .signing
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("auth.signing_kid does not name a configured key"))?;
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = Claims {
+        sub: request.sub.clone(),
+        org: request.org.clone(),
+        mode: request.mode,
+        scope: request.scope.clone(),
+        exp: now + request.ttl.as_secs(),
+        iat: Some(now),
+        nbf: None,
+        iss: ring.issuer.clone(),
+        aud: ring.audience.clone(),
+    };
+    let mut header = Header::new(*alg);
+    header.kid = Some(kid.clone());
+    Ok(jsonwebtoken::encode(&header, &claims, key)?)
+}

@@ -1,0 +1,145 @@
+//! Authentication and tenancy (contract §7): bearer JWTs verified with `jsonwebtoken`, keys
+//! chosen by `kid`, tenant = (org, mode), scopes with implication.
+
+mod keys;
+
+use std::future::{ready, Ready};
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use serde::{Deserialize, Serialize};
+
+pub use keys::{mint_token, KeyRing, TokenRequest};
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Test,
+    Live,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Test => "test",
+            Mode::Live => "live",
+        }
+    }
+}
+
+/// Whose data a request may touch. Every query is scoped by both parts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tenant {
+    pub org: String,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "customers:read",
+            Scope::Write => "customers:write",
+            Scope::Admin => "customers:admin",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "customers:read" => Some(Scope::Read),
+            "customers:write" => Some(Scope::Write),
+            "customers:admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// The claims this service reads. Unknown claims are ignored, as JWT consumers must.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub org: String,
+    pub mode: Mode,
+    #[serde(default)]
+    pub scope: String,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: Tenant,
+    /// The highest scope granted; scopes imply the ones below them.
+    granted: Option<Scope>,
+}
+
+impl Caller {
+    pub fn require(&self, needed: Scope) -> Result<&Tenant, ApiError> {
+        match self.granted {
+            Some(granted) if granted >= needed => Ok(&self.tenant),
+            _ => Err(ApiError::InsufficientScope(needed.as_str())),
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+    let keys = req
+        .app_data::<web::Data<Arc<KeyRing>>>()
+        .ok_or_else(|| ApiError::internal("key ring missing from app data"))?;
+    let mut values = req.headers().get_all(AUTHORIZATION);
+    let header = values
+        .next()
+        .ok_or(ApiError::Unauthorized("missing bearer token"))?;
+    if values.next().is_some() {
+        return Err(ApiError::Unauthorized("more than one Authorization header"));
+    }
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Unauthorized(
+            "the Authorization header must be `Bearer <token>`",
+        ))?;
+    let claims = keys.verify(token)?;
+    let granted = claims.scope.split_ascii_whitespace().filter_map(Scope::parse).max();
+    if claims.org.is_empty() || claims.org.len() > 255 {
+        return Err(ApiError::Unauthorized("the token's org claim is not valid"));
+    }
+    let tenant = Tenant {
+        org: claims.org,
+        mode: claims.mode,
+    };
+    req.extensions_mut().insert(tenant.clone());
+    Ok(Caller { tenant, granted })
+}

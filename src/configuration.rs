@@ -1,0 +1,330 @@
+//! Settings: `config/default.toml`, then the profile file, then the environment.
+//!
+//! The files are compiled into the binary as well, so the service starts from any directory;
+//! files in `CONFIG_DIR` (default `./config`) are laid over the compiled-in copies when present.
+//! Every setting is validated at start-up and a bad one is reported by name.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+const DEVELOPMENT_TOML: &str = include_str!("../config/development.toml");
+const PRODUCTION_TOML: &str = include_str!("../config/production.toml");
+
+/// The secrets shipped in `config/default.toml`; the production profile refuses them.
+const DEV_SIGNING_SECRET: &str = "dev-signing-secret-do-not-use-in-production-0000";
+const DEV_CURSOR_SECRET: &str = "dev-cursor-secret-do-not-use-in-production-00000";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Development,
+    Production,
+}
+
+impl Profile {
+    fn from_env() -> Result<Self, ConfigError> {
+        match std::env::var("APP_ENV").as_deref() {
+            Err(_) | Ok("") | Ok("development") | Ok("dev") => Ok(Profile::Development),
+            Ok("production") | Ok("prod") => Ok(Profile::Production),
+            Ok(_) => Err(ConfigError::invalid(
+                "APP_ENV",
+                "must be \"development\" or \"production\"",
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Development => "development",
+            Profile::Production => "production",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {setting}: {reason}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    pub fn invalid(setting: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A string that never shows up in `Debug` output (and so never in a log line).
+#[derive(Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    #[serde(skip, default = "default_profile")]
+    pub profile: Profile,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub idempotency: IdempotencySettings,
+    pub pagination: PaginationSettings,
+    pub log: LogSettings,
+}
+
+fn default_profile() -> Profile {
+    Profile::Development
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    pub data_dir: PathBuf,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    pub issuer: String,
+    pub audience: String,
+    pub jwks_file: String,
+    pub signing_kid: String,
+    #[serde(default)]
+    pub keys: Vec<KeySettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeySettings {
+    pub kid: String,
+    pub alg: String,
+    #[serde(default)]
+    pub secret: Secret,
+    #[serde(default)]
+    pub public_key_file: String,
+    #[serde(default)]
+    pub private_key_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct IdempotencySettings {
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    pub sweep_batch: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaginationSettings {
+    pub cursor_secret: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Settings {
+    /// Reads the layered configuration and validates it.
+    pub fn load() -> Result<Self, ConfigError> {
+        let profile = Profile::from_env()?;
+        let profile_toml = match profile {
+            Profile::Development => DEVELOPMENT_TOML,
+            Profile::Production => PRODUCTION_TOML,
+        };
+        let dir = std::env::var("CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        let dir = PathBuf::from(dir);
+        let mut builder = Config::builder()
+            .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
+            .add_source(File::from_str(profile_toml, FileFormat::Toml))
+            .add_source(File::from(dir.join("default.toml")).required(false))
+            .add_source(File::from(dir.join(format!("{}.toml", profile.name()))).required(false))
+            .add_source(
+                Environment::with_prefix("CUSTOMERS_API")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            );
+        // The conventional short names win over everything else.
+        for (env, key) in [
+            ("HOST", "server.host"),
+            ("PORT", "server.port"),
+            ("DATABASE_URL", "database.url"),
+        ] {
+            if let Ok(value) = std::env::var(env) {
+                builder = builder
+                    .set_override(key, value)
+                    .map_err(|e| ConfigError::invalid(env, e.to_string()))?;
+            }
+        }
+        let config = builder
+            .build()
+            .map_err(|e| ConfigError::invalid("configuration", e.to_string()))?;
+        let mut settings: Settings = config.try_deserialize().map_err(describe)?;
+        settings.profile = profile;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.host.trim().is_empty() {
+            return Err(ConfigError::invalid("server.host (HOST)", "must not be empty"));
+        }
+        if self.server.shutdown_timeout.is_zero() {
+            return Err(ConfigError::invalid("server.shutdown_timeout", "must be above zero"));
+        }
+        let db = &self.database;
+        if db.max_connections == 0 {
+            return Err(ConfigError::invalid("database.max_connections", "must be at least 1"));
+        }
+        if db.min_connections > db.max_connections {
+            return Err(ConfigError::invalid(
+                "database.min_connections",
+                "must not exceed database.max_connections",
+            ));
+        }
+        for (name, d) in [
+            ("database.acquire_timeout", db.acquire_timeout),
+            ("database.statement_timeout", db.statement_timeout),
+            ("idempotency.retention", self.idempotency.retention),
+            ("idempotency.wait", self.idempotency.wait),
+            ("idempotency.sweep_interval", self.idempotency.sweep_interval),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(name, "must be above zero"));
+            }
+        }
+        let url = db.url.expose();
+        if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://")
+        {
+            return Err(ConfigError::invalid(
+                "database.url (DATABASE_URL)",
+                "must be a postgres:// or postgresql:// URL",
+            ));
+        }
+        if !(1..=100_000).contains(&self.idempotency.sweep_batch) {
+            return Err(ConfigError::invalid("idempotency.sweep_batch", "must be 1 to 100000"));
+        }
+        if self.pagination.cursor_secret.expose().len() < 32 {
+            return Err(ConfigError::invalid(
+                "pagination.cursor_secret",
+                "must be at least 32 bytes",
+            ));
+        }
+        if self.auth.keys.is_empty() && self.auth.jwks_file.is_empty() {
+            return Err(ConfigError::invalid("auth.keys", "at least one verification key is needed"));
+        }
+        let mut kids = std::collections::HashSet::new();
+        for (i, key) in self.auth.keys.iter().enumerate() {
+            let name = |field: &str| format!("auth.keys[{i}].{field}");
+            if key.kid.is_empty() {
+                return Err(ConfigError::invalid(name("kid"), "must not be empty"));
+            }
+            if !kids.insert(key.kid.as_str()) {
+                return Err(ConfigError::invalid(name("kid"), format!("duplicate kid {:?}", key.kid)));
+            }
+            match key.alg.as_str() {
+                "HS256" => {
+                    if key.secret.expose().len() < 32 {
+                        return Err(ConfigError::invalid(name("secret"), "an HS256 secret must be at least 32 bytes"));
+                    }
+                }
+                "RS256" | "ES256" | "EdDSA" => {
+                    if key.public_key_file.is_empty() {
+                        return Err(ConfigError::invalid(name("public_key_file"), "is required for this alg"));
+                    }
+                }
+                other => {
+                    return Err(ConfigError::invalid(
+                        name("alg"),
+                        format!("{other:?} is not one of HS256, RS256, ES256, EdDSA"),
+                    ))
+                }
+            }
+        }
+        if self.profile == Profile::Production {
+            if self
+                .auth
+                .keys
+                .iter()
+                .any(|k| k.secret.expose() == DEV_SIGNING_SECRET)
+            {
+                return Err(ConfigError::invalid(
+                    "auth.keys",
+                    "the development signing key is refused in the production profile",
+                ));
+            }
+            if self.pagination.cursor_secret.expose() == DEV_CURSOR_SECRET {
+                return Err(ConfigError::invalid(
+                    "pagination.cursor_secret",
+                    "the development cursor secret is refused in the production profile",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Turns a deserialisation failure into a message that names the setting.
+fn describe(e: config::ConfigError) -> ConfigError {
+    let text = e.to_string();
+    // config's messages read like `invalid type: ... for key `server.port``.
+    let setting = text
+        .rsplit_once("for key `")
+        .and_then(|(_, rest)| rest.split('`').next())
+        .map(str::to_owned)
+        .or_else(|| {
+            text.strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "configuration".into());
+    ConfigError::invalid(setting, text)
+}

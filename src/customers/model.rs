@@ -1,0 +1,165 @@
+//! The stored customer, its API representation (`CustomerOut`), and the JSON document of its
+//! writable fields that merge patches apply to.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::validation::{CustomerFields, Name, Policy};
+
+/// One row of `customers`, as every query returns it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CustomerRow {
+    pub id: String,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub policy: Option<Value>,
+    pub metadata: Value,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NameOut<'a> {
+    pub first: Option<&'a str>,
+    pub last: Option<&'a str>,
+}
+
+/// The Customer object of contract §2.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerOut<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub status: &'a str,
+    pub email: Option<&'a str>,
+    pub phone: Option<&'a str>,
+    pub name: Option<NameOut<'a>>,
+    pub policy: Option<&'a Value>,
+    pub metadata: &'a Value,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl CustomerRow {
+    pub fn out(&self) -> CustomerOut<'_> {
+        let name = (self.first_name.is_some() || self.last_name.is_some()).then(|| NameOut {
+            first: self.first_name.as_deref(),
+            last: self.last_name.as_deref(),
+        });
+        CustomerOut {
+            id: &self.id,
+            kind: &self.kind,
+            status: &self.status,
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            name,
+            policy: self.policy.as_ref(),
+            metadata: &self.metadata,
+            created_at: timestamp(&self.created_at),
+            updated_at: timestamp(&self.updated_at),
+        }
+    }
+
+    /// The response body for this customer.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.out()).expect("a customer always serialises")
+    }
+
+    /// The strong ETag of this customer's version (§4.4).
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.status == "deleted"
+    }
+
+    /// The writable fields as the JSON document a merge patch applies to: a member is present
+    /// exactly when it is set.
+    pub fn writable_document(&self) -> Value {
+        let mut doc = Map::new();
+        if let Some(email) = &self.email {
+            doc.insert("email".into(), Value::String(email.clone()));
+        }
+        if let Some(phone) = &self.phone {
+            doc.insert("phone".into(), Value::String(phone.clone()));
+        }
+        let mut name = Map::new();
+        if let Some(first) = &self.first_name {
+            name.insert("first".into(), Value::String(first.clone()));
+        }
+        if let Some(last) = &self.last_name {
+            name.insert("last".into(), Value::String(last.clone()));
+        }
+        if !name.is_empty() {
+            doc.insert("name".into(), Value::Object(name));
+        }
+        if let Some(policy) = &self.policy {
+            doc.insert("policy".into(), policy.clone());
+        }
+        doc.insert("metadata".into(), self.metadata.clone());
+        Value::Object(doc)
+    }
+}
+
+/// Brings a merged document to its one canonical spelling: empty `name`, `policy` and
+/// `policy.limits` objects mean "nothing set" and are dropped; metadata is always an object.
+/// Two documents that mean the same customer are then equal, which is how a no-op is found.
+pub fn normalize(doc: &mut Value) {
+    let Some(map) = doc.as_object_mut() else {
+        return;
+    };
+    if let Some(Value::Object(policy)) = map.get_mut("policy") {
+        if matches!(policy.get("limits"), Some(Value::Object(l)) if l.is_empty()) {
+            policy.remove("limits");
+        }
+    }
+    for key in ["name", "policy"] {
+        if matches!(map.get(key), Some(Value::Object(o)) if o.is_empty()) {
+            map.remove(key);
+        }
+    }
+    if !matches!(map.get("metadata"), Some(Value::Object(_))) {
+        map.insert("metadata".into(), Value::Object(Map::new()));
+    }
+}
+
+/// The columns a write stores, from validated fields.
+pub struct CustomerValues {
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub policy: Option<Value>,
+    pub metadata: Value,
+}
+
+impl From<CustomerFields> for CustomerValues {
+    fn from(fields: CustomerFields) -> Self {
+        let Name { first, last } = fields.name.unwrap_or_default();
+        let policy = fields
+            .policy
+            .filter(|p| *p != Policy::default())
+            .map(|p| serde_json::to_value(p).expect("a policy always serialises"));
+        Self {
+            email: fields.email,
+            phone: fields.phone,
+            first_name: first,
+            last_name: last,
+            policy,
+            metadata: Value::Object(fields.metadata),
+        }
+    }
+}

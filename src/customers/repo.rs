@@ -1,0 +1,197 @@
+//! All SQL about customers. Every statement is scoped by tenant (org_id, mode).
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, Postgres, QueryBuilder};
+
+use super::model::{CustomerRow, CustomerValues};
+use crate::auth::Tenant;
+
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    tenant: &Tenant,
+    id: &str,
+) -> Result<Option<CustomerRow>, sqlx::Error> {
+    sqlx::query_as!(
+        CustomerRow,
+        r#"SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata,
+                  version, created_at, updated_at
+             FROM customers
+            WHERE org_id = $1 AND mode = $2 AND id = $3"#,
+        tenant.org,
+        tenant.mode.as_str(),
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Like `find`, but locks the row until the transaction ends: used when optimistic updates
+/// keep losing to concurrent writers, so that a PATCH always makes progress.
+pub async fn find_for_update(
+    db: impl PgExecutor<'_>,
+    tenant: &Tenant,
+    id: &str,
+) -> Result<Option<CustomerRow>, sqlx::Error> {
+    sqlx::query_as!(
+        CustomerRow,
+        r#"SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata,
+                  version, created_at, updated_at
+             FROM customers
+            WHERE org_id = $1 AND mode = $2 AND id = $3
+              FOR UPDATE"#,
+        tenant.org,
+        tenant.mode.as_str(),
+        id
+    )
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    tenant: &Tenant,
+    id: &str,
+    kind: &str,
+    values: &CustomerValues,
+    now: DateTime<Utc>,
+) -> Result<CustomerRow, sqlx::Error> {
+    sqlx::query_as!(
+        CustomerRow,
+        r#"INSERT INTO customers (org_id, mode, id, type, email, phone, first_name, last_name,
+                                  policy, metadata, created_at, updated_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+           RETURNING id, type AS kind, status, email, phone, first_name, last_name, policy,
+                     metadata, version, created_at, updated_at"#,
+        tenant.org,
+        tenant.mode.as_str(),
+        id,
+        kind,
+        values.email,
+        values.phone,
+        values.first_name,
+        values.last_name,
+        values.policy,
+        values.metadata,
+        now
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Compare-and-set: writes the fields only if the customer is still at `version`. `None`
+/// means someone else changed it in between (or it vanished); the caller re-reads and retries.
+pub async fn update_fields(
+    db: impl PgExecutor<'_>,
+    tenant: &Tenant,
+    id: &str,
+    version: i64,
+    values: &CustomerValues,
+    now: DateTime<Utc>,
+) -> Result<Option<CustomerRow>, sqlx::Error> {
+    sqlx::query_as!(
+        CustomerRow,
+        r#"UPDATE customers
+              SET email = $5, phone = $6, first_name = $7, last_name = $8, policy = $9,
+                  metadata = $10, version = version + 1,
+                  updated_at = GREATEST($11, updated_at)
+            WHERE org_id = $1 AND mode = $2 AND id = $3 AND version = $4
+              AND status <> 'deleted'
+           RETURNING id, type AS kind, status, email, phone, first_name, last_name, policy,
+                     metadata, version, created_at, updated_at"#,
+        tenant.org,
+        tenant.mode.as_str(),
+        id,
+        version,
+        values.email,
+        values.phone,
+        values.first_name,
+        values.last_name,
+        values.policy,
+        values.metadata,
+        now
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Moves a customer from `from` to `to` in one statement, honouring an expected version
+/// (If-Match). `None` when the customer is missing, not in `from`, or at another version; the
+/// caller reads it to say which.
+pub async fn transition(
+    db: impl PgExecutor<'_>,
+    tenant: &Tenant,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    expected_version: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<Option<CustomerRow>, sqlx::Error> {
+    let from: Vec<String> = from.iter().map(|s| (*s).to_owned()).collect();
+    sqlx::query_as!(
+        CustomerRow,
+        r#"UPDATE customers
+              SET status = $5, version = version + 1, updated_at = GREATEST($7, updated_at)
+            WHERE org_id = $1 AND mode = $2 AND id = $3 AND status = ANY($4)
+              AND ($6::bigint IS NULL OR version = $6)
+           RETURNING id, type AS kind, status, email, phone, first_name, last_name, policy,
+                     metadata, version, created_at, updated_at"#,
+        tenant.org,
+        tenant.mode.as_str(),
+        id,
+        &from,
+        to,
+        expected_version,
+        now
+    )
+    .fetch_optional(db)
+    .await
+}
+
+pub struct ListFilter<'a> {
+    pub status: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub email: Option<&'a str>,
+}
+
+/// One page, newest first, by keyset: strictly after `after` = (created_at, id) of the last
+/// customer of the previous page. The WHERE clause is built from fixed fragments so that each
+/// filter combination matches its index (the default listing uses the partial index on
+/// `status <> 'deleted'`), and a page costs the same however deep it is.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    tenant: &Tenant,
+    filter: &ListFilter<'_>,
+    after: Option<(DateTime<Utc>, &str)>,
+    limit: i64,
+) -> Result<Vec<CustomerRow>, sqlx::Error> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata, \
+                version, created_at, updated_at \
+           FROM customers WHERE org_id = ",
+    );
+    q.push_bind(&tenant.org)
+        .push(" AND mode = ")
+        .push_bind(tenant.mode.as_str());
+    match filter.status {
+        Some(status) => q.push(" AND status = ").push_bind(status),
+        None => q.push(" AND status <> 'deleted'"),
+    };
+    if let Some(kind) = filter.kind {
+        q.push(" AND type = ").push_bind(kind);
+    }
+    if let Some(email) = filter.email {
+        q.push(" AND email IS NOT NULL AND lower(email) = lower(")
+            .push_bind(email)
+            .push(")");
+    }
+    if let Some((created_at, id)) = after {
+        q.push(" AND (created_at, id) < (")
+            .push_bind(created_at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit);
+    q.build_query_as::<CustomerRow>().fetch_all(db).await
+}

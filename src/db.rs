@@ -1,0 +1,84 @@
+//! The connection pool, migrations and the classification of database failures.
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::configuration::DatabaseSettings;
+
+/// The files in `migrations/`, the same ones `sqlx migrate run` applies.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// A lazily connecting pool: a database that is down at a given moment makes requests answer
+/// 503 (bounded by `acquire_timeout`) instead of stopping the service.
+pub fn pool(options: PgConnectOptions, settings: &DatabaseSettings) -> PgPool {
+    let statement_timeout = settings.statement_timeout.as_millis().to_string();
+    let options = options
+        .application_name("customers-api")
+        .options([("statement_timeout", statement_timeout.as_str())]);
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        // No ping before every use (a round trip per request): a connection broken by a database
+        // restart fails its next query with a 503 and is then dropped from the pool.
+        .test_before_acquire(false)
+        .connect_lazy_with(options)
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Ready = the database answers and every migration this binary knows is applied.
+pub async fn is_ready(pool: &PgPool) -> bool {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await;
+    matches!(applied, Ok(Some(v)) if v >= latest)
+}
+
+/// Whether an error means "the database cannot serve right now" (503 + Retry-After) rather
+/// than a bug (500).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P0x: shutting down / starting up; 53300: too many
+            // connections; 57014: statement timeout; 55P03: lock timeout.
+            code.starts_with("08")
+                || code.starts_with("57P0")
+                || matches!(code.as_ref(), "53300" | "57014" | "55P03")
+        }),
+        _ => false,
+    }
+}
+
+static WAITING: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// Requests currently waiting for a pooled connection (a metrics gauge).
+pub fn waiting() -> i64 {
+    WAITING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Takes a connection from the pool, counting the wait for `/metrics`. All request paths get
+/// their connection here.
+pub async fn acquire(pool: &PgPool) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+    use std::sync::atomic::Ordering;
+    // A guard, so that a request dropped while waiting is uncounted too.
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            WAITING.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    WAITING.fetch_add(1, Ordering::Relaxed);
+    let _waiting = Waiting;
+    pool.acquire().await
+}

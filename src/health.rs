@@ -1,0 +1,32 @@
+//! Operational endpoints: liveness, readiness and metrics.
+
+use actix_web::{web, HttpResponse};
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// The process is alive; touches nothing else, so it answers even when the database does not.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// The database answers and every migration is applied.
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if crate::db::is_ready(&state.pool).await {
+        Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+    } else {
+        Err(ApiError::Unavailable)
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render(&state.pool))
+}

@@ -1,0 +1,234 @@
+//! Idempotency-Key (contract §8): every write route runs through [`execute`], which joins the
+//! business write and the stored response in one database transaction when a key is sent.
+
+mod store;
+pub mod sweeper;
+
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, ETAG, LOCATION};
+use actix_web::http::{Method, StatusCode};
+use actix_web::HttpResponse;
+use futures_util::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgPool};
+
+use crate::auth::Tenant;
+use crate::configuration::IdempotencySettings;
+use crate::error::ApiError;
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// A validated key: 1 to 255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Reads the `Idempotency-Key` header: absent → `None`; present but unusable → 400.
+pub fn key_from_headers(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY);
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::IdempotencyKeyInvalid(
+            "Idempotency-Key must be sent once",
+        ));
+    }
+    parse_key(value.as_bytes()).map(Some)
+}
+
+fn parse_key(raw: &[u8]) -> Result<IdempotencyKey, ApiError> {
+    let invalid = ApiError::IdempotencyKeyInvalid(
+        "Idempotency-Key must be 1 to 255 visible ASCII characters",
+    );
+    // RFC 8941 sf-string: "abc" is the key abc; \" and \\ are the only escapes.
+    let key: Vec<u8> = match raw {
+        [b'"', inner @ .., b'"'] => {
+            let mut out = Vec::with_capacity(inner.len());
+            let mut bytes = inner.iter();
+            while let Some(&b) = bytes.next() {
+                match b {
+                    b'\\' => match bytes.next() {
+                        Some(&e @ (b'"' | b'\\')) => out.push(e),
+                        _ => return Err(invalid),
+                    },
+                    b'"' => return Err(invalid),
+                    b => out.push(b),
+                }
+            }
+            out
+        }
+        _ => raw.to_vec(),
+    };
+    if key.is_empty() || key.len() > 255 || !key.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return Err(invalid);
+    }
+    // Only visible ASCII bytes remain, so this cannot fail.
+    String::from_utf8(key)
+        .map(IdempotencyKey)
+        .map_err(|_| ApiError::IdempotencyKeyInvalid("Idempotency-Key must be ASCII"))
+}
+
+/// What identifies "the same request": method, path and the parsed body in canonical form
+/// (serde_json's default map is ordered by key, and serialising drops all spacing).
+pub fn fingerprint(method: &Method, path: &str, body: Option<&serde_json::Value>) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(method.as_str().as_bytes());
+    hash.update(b" ");
+    hash.update(path.as_bytes());
+    hash.update(b"\n");
+    if let Some(body) = body {
+        hash.update(serde_json::to_vec(body).unwrap_or_default());
+    }
+    hash.finalize().into()
+}
+
+/// A write route's response, in the form that can be stored and replayed byte for byte.
+#[derive(Debug, Clone)]
+pub struct WriteResponse {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+}
+
+impl WriteResponse {
+    fn from_error(e: &ApiError) -> Self {
+        use actix_web::ResponseError;
+        Self {
+            status: e.status_code(),
+            body: e.body(),
+            location: None,
+            etag: None,
+        }
+    }
+
+    fn into_http(self, replayed: bool) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        response.content_type("application/json");
+        if let Some(location) = self.location {
+            response.insert_header((LOCATION, location));
+        }
+        if let Some(etag) = self.etag {
+            response.insert_header((ETAG, etag));
+        }
+        if replayed {
+            response.insert_header((IDEMPOTENT_REPLAYED, HeaderValue::from_static("true")));
+        }
+        let mut response = response.body(self.body);
+        if !self.status.is_success() {
+            // Already this API's envelope (a stored business error).
+            response.extensions_mut().insert(crate::error::RenderedError);
+        }
+        response
+    }
+}
+
+/// The body of a write: runs on the connection it is given, inside the key's transaction when
+/// there is a key. Its business errors (404, 409, 412) are stored and replayed like successes.
+pub type Work<'a> = Box<
+    dyn for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<WriteResponse, ApiError>>
+        + Send
+        + 'a,
+>;
+
+pub struct Executor<'a> {
+    pub pool: &'a PgPool,
+    pub settings: &'a IdempotencySettings,
+}
+
+impl Executor<'_> {
+    /// Runs a write exactly once per (tenant, key).
+    pub async fn execute(
+        &self,
+        tenant: &Tenant,
+        key: Option<&IdempotencyKey>,
+        fingerprint: [u8; 32],
+        work: Work<'_>,
+    ) -> Result<HttpResponse, ApiError> {
+        let Some(key) = key else {
+            // No key: each statement of the work is its own atomic write; nothing is stored.
+            let mut conn = self.pool.acquire().await?;
+            return match work(&mut conn).await {
+                Ok(response) => Ok(response.into_http(false)),
+                Err(e) => Err(e),
+            };
+        };
+
+        // The lock timeout bounds how long we wait for an in-flight request with the same key.
+        let begin = format!(
+            "BEGIN; SET LOCAL lock_timeout = {}",
+            self.settings.wait.as_millis().max(1)
+        );
+        let mut tx = self.pool.begin_with(begin).await?;
+        let claim = store::claim(&mut tx, tenant, key, &fingerprint, self.settings.retention).await;
+        match claim {
+            Err(e) if is_lock_timeout(&e) => {
+                crate::metrics::idempotency_event("in_progress");
+                Err(ApiError::IdempotencyInProgress)
+            }
+            Err(e) => Err(e.into()),
+            Ok(store::Claim::Existing(stored)) => {
+                tx.rollback().await?;
+                if stored.fingerprint != fingerprint {
+                    crate::metrics::idempotency_event("mismatch");
+                    return Err(ApiError::IdempotencyKeyReused);
+                }
+                crate::metrics::idempotency_event("replay");
+                Ok(stored.response.into_http(true))
+            }
+            Ok(store::Claim::InProgress) => Err(ApiError::IdempotencyInProgress),
+            Ok(store::Claim::Claimed) => {
+                let response = match work(&mut tx).await {
+                    Ok(response) => response,
+                    Err(e) if e.is_business_outcome() => WriteResponse::from_error(&e),
+                    // Rejected or failed: nothing is stored, the key stays free (drop = rollback).
+                    Err(e) => return Err(e),
+                };
+                store::save(&mut tx, tenant, key, &response).await?;
+                tx.commit().await?;
+                Ok(response.into_http(false))
+            }
+        }
+    }
+}
+
+fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "55P03")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_contract() {
+        assert_eq!(parse_key(b"abc").unwrap().as_str(), "abc");
+        assert_eq!(parse_key(b"\"abc\"").unwrap().as_str(), "abc");
+        assert_eq!(parse_key(br#""a\"b""#).unwrap().as_str(), "a\"b");
+        assert!(parse_key(b"").is_err());
+        assert!(parse_key(b"\"\"").is_err());
+        assert!(parse_key(b"a b").is_err());
+        assert!(parse_key(&[b'k'; 256]).is_err());
+        assert!(parse_key(&[b'k'; 255]).is_ok());
+        assert!(parse_key("ключ".as_bytes()).is_err());
+    }
+
+    #[test]
+    fn fingerprint_ignores_key_order_and_spacing() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":{"c":2}}"#).unwrap();
+        let b: serde_json::Value = serde_json::from_str(r#"{ "b" : {"c":2}, "a" : 1 }"#).unwrap();
+        let c: serde_json::Value = serde_json::from_str(r#"{"a":2,"b":{"c":2}}"#).unwrap();
+        let path = "/v1/customers";
+        assert_eq!(fingerprint(&Method::POST, path, Some(&a)), fingerprint(&Method::POST, path, Some(&b)));
+        assert_ne!(fingerprint(&Method::POST, path, Some(&a)), fingerprint(&Method::POST, path, Some(&c)));
+        assert_ne!(fingerprint(&Method::POST, path, Some(&a)), fingerprint(&Method::PATCH, path, Some(&a)));
+    }
+}

@@ -1,0 +1,128 @@
+//! All SQL about idempotency keys.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use sqlx::PgConnection;
+
+use super::{IdempotencyKey, WriteResponse};
+use crate::auth::Tenant;
+
+pub struct Stored {
+    pub fingerprint: Vec<u8>,
+    pub response: WriteResponse,
+}
+
+pub enum Claim {
+    /// This transaction owns the key now; its response must be saved before commit.
+    Claimed,
+    /// The key was used before (and not expired): replay or refuse.
+    Existing(Stored),
+    /// A row without a response: cannot be committed by this service, so only a foreign writer
+    /// could leave it; treated like a request still running.
+    InProgress,
+}
+
+/// Takes the key for this transaction. An insert that meets the uncommitted row of a request
+/// still running blocks until that request's transaction ends (bounded by `lock_timeout`), then
+/// sees its committed row, so a duplicate never runs twice. An expired row is taken over.
+pub async fn claim(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    key: &IdempotencyKey,
+    fingerprint: &[u8; 32],
+    retention: Duration,
+) -> Result<Claim, sqlx::Error> {
+    let retention_secs = retention.as_secs_f64();
+    let claimed = sqlx::query_scalar!(
+        r#"INSERT INTO idempotency_keys (org_id, mode, key, fingerprint, expires_at)
+           VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+           ON CONFLICT (org_id, mode, key) DO UPDATE
+              SET fingerprint = EXCLUDED.fingerprint, status_code = NULL, body = NULL,
+                  location = NULL, etag = NULL, created_at = now(),
+                  expires_at = EXCLUDED.expires_at
+            WHERE idempotency_keys.expires_at <= now()
+           RETURNING true AS "claimed!""#,
+        tenant.org,
+        tenant.mode.as_str(),
+        key.as_str(),
+        &fingerprint[..],
+        retention_secs
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if claimed.is_some() {
+        return Ok(Claim::Claimed);
+    }
+    let row = sqlx::query!(
+        r#"SELECT fingerprint, status_code, body, location, etag
+             FROM idempotency_keys
+            WHERE org_id = $1 AND mode = $2 AND key = $3"#,
+        tenant.org,
+        tenant.mode.as_str(),
+        key.as_str()
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        // Swept between the two statements: it had expired, so the key is free again.
+        return Box::pin(claim(conn, tenant, key, fingerprint, retention)).await;
+    };
+    let (Some(status), Some(body)) = (row.status_code, row.body) else {
+        return Ok(Claim::InProgress);
+    };
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Ok(Claim::Existing(Stored {
+        fingerprint: row.fingerprint,
+        response: WriteResponse {
+            status,
+            body,
+            location: row.location,
+            etag: row.etag,
+        },
+    }))
+}
+
+/// Stores the response in the claiming transaction, so it commits with the business write.
+pub async fn save(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    key: &IdempotencyKey,
+    response: &WriteResponse,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        r#"UPDATE idempotency_keys
+              SET status_code = $4, body = $5, location = $6, etag = $7
+            WHERE org_id = $1 AND mode = $2 AND key = $3"#,
+        tenant.org,
+        tenant.mode.as_str(),
+        key.as_str(),
+        response.status.as_u16() as i16,
+        response.body,
+        response.location,
+        response.etag
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Deletes up to `batch` expired keys; returns how many. Rows locked by a request that is
+/// reusing an expired key are skipped, so the sweeper never waits on a request.
+pub async fn delete_expired(conn: &mut PgConnection, batch: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        r#"DELETE FROM idempotency_keys
+            WHERE ctid IN (SELECT ctid FROM idempotency_keys
+                            WHERE expires_at <= now()
+                            ORDER BY expires_at
+                            LIMIT $1
+                              FOR UPDATE SKIP LOCKED)"#,
+        batch
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,138 @@
+//! Per-request context: the request id (echoed or made), the one log line per request, and the
+//! fallback that turns any framework error response into this API's JSON envelope.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, ResponseError};
+
+use crate::auth::Tenant;
+use crate::error::{ApiError, RenderedError};
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being served, or a placeholder outside of one.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "req_unknown".to_owned())
+}
+
+/// A client-sent id is echoed when it is short and plain; anything else gets a fresh one, so
+/// that a hostile header never reaches a log line.
+fn request_id_for(req: &ServiceRequest) -> String {
+    let sent = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (1..=128).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        });
+    match sent {
+        Some(id) => id.to_owned(),
+        None => format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase()),
+    }
+}
+
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = request_id_for(&req);
+    let method = req.method().clone();
+    let result: Result<ServiceResponse<BoxBody>, actix_web::Error> = REQUEST_ID
+        .scope(request_id.clone(), async move {
+            match next.call(req).await {
+                Ok(response) => Ok(envelope_framework_errors(response.map_into_boxed_body())),
+                // Errors that escape as Err are rendered here, inside the request's scope, so
+                // that they carry the envelope and the id too.
+                Err(e) => {
+                    let api = api_error_for_status(e.as_response_error().status_code(), &method);
+                    let res = api.error_response();
+                    Err(actix_web::error::InternalError::from_response(e.to_string(), res).into())
+                }
+            }
+        })
+        .await;
+    let mut response = result?;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    log_request(&response, &request_id, started);
+    Ok(response)
+}
+
+/// Replaces the plain-text body of a framework error (no route, wrong method, payload errors,
+/// bad path) with the JSON envelope of the matching API error.
+fn envelope_framework_errors(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.response().extensions().get::<RenderedError>().is_some()
+    {
+        return response;
+    }
+    let method = response.request().method().clone();
+    let allow = response
+        .headers()
+        .get(actix_web::http::header::ALLOW)
+        .cloned();
+    let api = api_error_for_status(status, &method);
+    if matches!(api, ApiError::Internal) {
+        tracing::error!(status = status.as_u16(), "framework error response");
+    }
+    let mut res = api.error_response();
+    if let Some(allow) = allow {
+        res.headers_mut()
+            .insert(actix_web::http::header::ALLOW, allow);
+    }
+    response.into_response(res)
+}
+
+fn api_error_for_status(status: StatusCode, _method: &Method) -> ApiError {
+    match status {
+        StatusCode::NOT_FOUND => ApiError::NotFound("no route matches this path"),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            ApiError::UnsupportedMediaType("unsupported content type".into())
+        }
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable,
+        s if s.is_client_error() => ApiError::InvalidRequest("the request is not valid".into()),
+        _ => ApiError::Internal,
+    }
+}
+
+/// One line per request: method, route template (never the raw path, which holds ids), status,
+/// latency, request id and tenant. No body, no header values, no personal data.
+fn log_request(response: &ServiceResponse<BoxBody>, request_id: &str, started: Instant) {
+    let req = response.request();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let tenant = req
+        .extensions()
+        .get::<Tenant>()
+        .map(|t| format!("{}/{}", t.org, t.mode.as_str()))
+        .unwrap_or_default();
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::info!(
+        target: "http",
+        method = %req.method(),
+        route = %route,
+        status,
+        latency_ms = format_args!("{latency_ms:.2}"),
+        request_id,
+        tenant = %tenant,
+        "request"
+    );
+}

@@ -1,0 +1,156 @@
+//! Builds the application (database, migrations, HTTP server, background tasks) and runs it
+//! until it is told to stop.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::{middleware, web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::KeyRing;
+use crate::configuration::{IdempotencySettings, Settings};
+use crate::customers::cursor::Cursors;
+use crate::error::ApiError;
+use crate::idempotency::{self, Executor};
+use crate::private_postgres::{Durability, PrivatePostgres};
+use crate::{db, health, request_context};
+
+/// What every handler shares.
+pub struct AppState {
+    pub pool: PgPool,
+    pub idempotency: IdempotencySettings,
+    pub cursors: Cursors,
+}
+
+impl AppState {
+    pub fn executor(&self) -> Executor<'_> {
+        Executor {
+            pool: &self.pool,
+            settings: &self.idempotency,
+        }
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    pool: PgPool,
+    stop_background: CancellationToken,
+    sweeper: tokio::task::JoinHandle<()>,
+    private_postgres: Option<PrivatePostgres>,
+}
+
+/// Where the database is: `DATABASE_URL`, or a private server started here.
+pub async fn database(settings: &Settings) -> anyhow::Result<(PgConnectOptions, Option<PrivatePostgres>)> {
+    let url = settings.database.url.expose();
+    if !url.is_empty() {
+        let options = url
+            .parse::<PgConnectOptions>()
+            .context("database.url (DATABASE_URL) is not a valid PostgreSQL URL")?;
+        return Ok((options, None));
+    }
+    let data_dir = settings.database.data_dir.clone();
+    let server = tokio::task::spawn_blocking(move || PrivatePostgres::start(&data_dir, Durability::Durable))
+        .await
+        .context("the PostgreSQL start-up task failed")??;
+    Ok((server.connect_options(), Some(server)))
+}
+
+impl Application {
+    /// Resolves the database (starting a private one when no URL is configured), migrates and
+    /// binds the listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let (options, private_postgres) = database(&settings).await?;
+        let pool = db::pool(options, &settings.database);
+        match Self::build_with_pool(settings, pool).await {
+            Ok(mut app) => {
+                app.private_postgres = private_postgres;
+                Ok(app)
+            }
+            Err(e) => {
+                if let Some(server) = private_postgres {
+                    server.stop();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub async fn build_with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
+        if settings.database.migrate_on_start {
+            db::migrate(&pool).await.context("applying migrations failed")?;
+        }
+        let keys = Arc::new(KeyRing::from_settings(&settings.auth)?);
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| {
+                format!("cannot listen on {}:{}", settings.server.host, settings.server.port)
+            })?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            pool: pool.clone(),
+            idempotency: settings.idempotency.clone(),
+            cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
+        });
+        let keys = web::Data::new(keys);
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(middleware::from_fn(request_context::middleware))
+                .app_data(state.clone())
+                .app_data(keys.clone())
+                .configure(crate::customers::routes)
+                .configure(health::routes)
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(ApiError::NotFound("no route matches this path"))
+                }))
+        })
+        .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
+        .listen(listener)?;
+        if settings.server.workers > 0 {
+            server = server.workers(settings.server.workers);
+        }
+        let server = server.run();
+
+        let stop_background = CancellationToken::new();
+        let sweeper = tokio::spawn(idempotency::sweeper::run(
+            pool.clone(),
+            settings.idempotency.clone(),
+            stop_background.clone(),
+        ));
+        tracing::info!(
+            port,
+            profile = settings.profile.name(),
+            "customers-api listening"
+        );
+        Ok(Self {
+            port,
+            server,
+            pool,
+            stop_background,
+            sweeper,
+            private_postgres: None,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT (actix stops accepting and lets in-flight requests finish
+    /// within `server.shutdown_timeout`), then stops the background tasks, closes the pool and
+    /// stops the private PostgreSQL if this process started it.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let served = self.server.await;
+        tracing::info!("HTTP server stopped; shutting down");
+        self.stop_background.cancel();
+        let _ = self.sweeper.await;
+        self.pool.close().await;
+        if let Some(server) = self.private_postgres {
+            tokio::task::spawn_blocking(move || server.stop()).await?;
+        }
+        served.context("the HTTP server failed")
+    }
+}
