@@ -11,7 +11,11 @@ use crate::startup::{self, Application};
 use crate::{db, telemetry};
 
 #[derive(Debug, Parser)]
-#[command(name = "customers-api", version, about = "Customers and spending policies over HTTP")]
+#[command(
+    name = "customers-api",
+    version,
+    about = "Customers and spending policies over HTTP"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -57,8 +61,20 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Token { org, mode, scope, ttl, sub } => {
-            let request = TokenRequest { org, mode, scope, ttl, sub };
+        Command::Token {
+            org,
+            mode,
+            scope,
+            ttl,
+            sub,
+        } => {
+            let request = TokenRequest {
+                org,
+                mode,
+                scope,
+                ttl,
+                sub,
+            };
             KeyRing::from_settings(&settings.auth)
                 .map_err(anyhow::Error::from)
                 .and_then(|ring| mint_token(&ring, &request))

@@ -76,7 +76,11 @@ impl Secret {
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() { "\"\"" } else { "[redacted]" })
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
     }
 }
 
@@ -215,14 +219,23 @@ impl Settings {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.server.host.trim().is_empty() {
-            return Err(ConfigError::invalid("server.host (HOST)", "must not be empty"));
+            return Err(ConfigError::invalid(
+                "server.host (HOST)",
+                "must not be empty",
+            ));
         }
         if self.server.shutdown_timeout.is_zero() {
-            return Err(ConfigError::invalid("server.shutdown_timeout", "must be above zero"));
+            return Err(ConfigError::invalid(
+                "server.shutdown_timeout",
+                "must be above zero",
+            ));
         }
         let db = &self.database;
         if db.max_connections == 0 {
-            return Err(ConfigError::invalid("database.max_connections", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "database.max_connections",
+                "must be at least 1",
+            ));
         }
         if db.min_connections > db.max_connections {
             return Err(ConfigError::invalid(
@@ -235,22 +248,27 @@ impl Settings {
             ("database.statement_timeout", db.statement_timeout),
             ("idempotency.retention", self.idempotency.retention),
             ("idempotency.wait", self.idempotency.wait),
-            ("idempotency.sweep_interval", self.idempotency.sweep_interval),
+            (
+                "idempotency.sweep_interval",
+                self.idempotency.sweep_interval,
+            ),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::invalid(name, "must be above zero"));
             }
         }
         let url = db.url.expose();
-        if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://")
-        {
+        if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             return Err(ConfigError::invalid(
                 "database.url (DATABASE_URL)",
                 "must be a postgres:// or postgresql:// URL",
             ));
         }
         if !(1..=100_000).contains(&self.idempotency.sweep_batch) {
-            return Err(ConfigError::invalid("idempotency.sweep_batch", "must be 1 to 100000"));
+            return Err(ConfigError::invalid(
+                "idempotency.sweep_batch",
+                "must be 1 to 100000",
+            ));
         }
         if self.pagination.cursor_secret.expose().len() < 32 {
             return Err(ConfigError::invalid(
@@ -259,7 +277,10 @@ impl Settings {
             ));
         }
         if self.auth.keys.is_empty() && self.auth.jwks_file.is_empty() {
-            return Err(ConfigError::invalid("auth.keys", "at least one verification key is needed"));
+            return Err(ConfigError::invalid(
+                "auth.keys",
+                "at least one verification key is needed",
+            ));
         }
         let mut kids = std::collections::HashSet::new();
         for (i, key) in self.auth.keys.iter().enumerate() {
@@ -268,17 +289,26 @@ impl Settings {
                 return Err(ConfigError::invalid(name("kid"), "must not be empty"));
             }
             if !kids.insert(key.kid.as_str()) {
-                return Err(ConfigError::invalid(name("kid"), format!("duplicate kid {:?}", key.kid)));
+                return Err(ConfigError::invalid(
+                    name("kid"),
+                    format!("duplicate kid {:?}", key.kid),
+                ));
             }
             match key.alg.as_str() {
                 "HS256" => {
                     if key.secret.expose().len() < 32 {
-                        return Err(ConfigError::invalid(name("secret"), "an HS256 secret must be at least 32 bytes"));
+                        return Err(ConfigError::invalid(
+                            name("secret"),
+                            "an HS256 secret must be at least 32 bytes",
+                        ));
                     }
                 }
                 "RS256" | "ES256" | "EdDSA" => {
                     if key.public_key_file.is_empty() {
-                        return Err(ConfigError::invalid(name("public_key_file"), "is required for this alg"));
+                        return Err(ConfigError::invalid(
+                            name("public_key_file"),
+                            "is required for this alg",
+                        ));
                     }
                 }
                 other => {

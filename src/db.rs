@@ -69,7 +69,9 @@ pub fn waiting() -> i64 {
 
 /// Takes a connection from the pool, counting the wait for `/metrics`. All request paths get
 /// their connection here.
-pub async fn acquire(pool: &PgPool) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+pub async fn acquire(
+    pool: &PgPool,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
     use std::sync::atomic::Ordering;
     // A guard, so that a request dropped while waiting is uncounted too.
     struct Waiting;

@@ -129,34 +129,35 @@ impl ApiError {
         )
     }
 
+    /// The violation the envelope's `param` and `message` describe: the first one of the
+    /// envelope's code.
+    fn primary(errors: &[FieldError]) -> Option<&FieldError> {
+        let code = validation_code(errors);
+        errors
+            .iter()
+            .find(|e| code == "parameter_invalid" || e.code == code)
+    }
+
     fn param(&self) -> Option<&str> {
         match self {
             ApiError::InvalidParameter { param, .. } => Some(param),
-            ApiError::Validation(errors) => {
-                let code = validation_code(errors);
-                errors
-                    .iter()
-                    .find(|e| e.code == code || code == "parameter_invalid")
-                    .map(|e| e.param.as_str())
-            }
+            ApiError::Validation(errors) => Self::primary(errors).map(|e| e.param.as_str()),
             _ => None,
         }
     }
 
     fn message(&self) -> String {
         match self {
-            ApiError::Validation(errors) if errors.len() == 1 => {
-                format!("{}: {}", errors[0].param, errors[0].message)
-            }
-            ApiError::Validation(errors) => {
-                let first = &errors[0];
-                format!(
-                    "{}: {} (and {} more invalid field(s), see details.errors)",
+            ApiError::Validation(errors) => match Self::primary(errors) {
+                Some(first) if errors.len() == 1 => format!("{}: {}", first.param, first.message),
+                Some(first) => format!(
+                    "{}: {} (and {} more, see details.errors)",
                     first.param,
                     first.message,
                     errors.len() - 1
-                )
-            }
+                ),
+                None => self.to_string(),
+            },
             other => other.to_string(),
         }
     }
@@ -294,6 +295,9 @@ fn constraint_violation(e: &sqlx::Error) -> Option<FieldError> {
         "customers_metadata_check" => ("metadata", "must be an object"),
         _ => return None,
     };
-    tracing::warn!(constraint = db.constraint(), "constraint violation reached the database");
+    tracing::warn!(
+        constraint = db.constraint(),
+        "constraint violation reached the database"
+    );
     Some(FieldError::new(param, "invalid_value", message))
 }

@@ -22,15 +22,17 @@ struct Metrics {
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let registry = Registry::new();
     let requests = IntCounterVec::new(
-        Opts::new("http_requests_total", "HTTP requests by route template, method and status"),
+        Opts::new(
+            "http_requests_total",
+            "HTTP requests by route template, method and status",
+        ),
         &["route", "method", "status"],
     )
     .expect("valid metric");
     let latency = HistogramVec::new(
-        HistogramOpts::new("http_request_duration_seconds", "HTTP request latency")
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
+        HistogramOpts::new("http_request_duration_seconds", "HTTP request latency").buckets(vec![
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]),
         &["route", "method"],
     )
     .expect("valid metric");
@@ -52,8 +54,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Expired idempotency keys deleted by the sweeper",
     )
     .expect("valid metric");
-    let rate_limited = IntCounter::new("rate_limited_total", "Requests rejected with 429")
-        .expect("valid metric");
+    let rate_limited =
+        IntCounter::new("rate_limited_total", "Requests rejected with 429").expect("valid metric");
     for c in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(latency.clone()),
@@ -80,7 +82,9 @@ pub fn observe_request(route: &str, method: &str, status: u16, seconds: f64) {
     m.requests
         .with_label_values(&[route, method, status.to_string().as_str()])
         .inc();
-    m.latency.with_label_values(&[route, method]).observe(seconds);
+    m.latency
+        .with_label_values(&[route, method])
+        .observe(seconds);
 }
 
 pub fn idempotency_event(event: &str) {

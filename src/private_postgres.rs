@@ -134,8 +134,9 @@ impl PrivatePostgres {
     fn prepare_dir(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         if let Some((uid, gid)) = self.run_as {
-            nix::unistd::chown(dir, Some(uid), Some(gid))
-                .with_context(|| format!("cannot hand {} to the PostgreSQL account", dir.display()))?;
+            nix::unistd::chown(dir, Some(uid), Some(gid)).with_context(|| {
+                format!("cannot hand {} to the PostgreSQL account", dir.display())
+            })?;
         }
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         Ok(())
@@ -145,9 +146,13 @@ impl PrivatePostgres {
         tracing::info!(data_dir = %self.data_dir.display(), "creating a private PostgreSQL cluster");
         self.prepare_dir(&self.data_dir)?;
         let mut cmd = self.command("initdb");
-        cmd.arg("-D")
-            .arg(&self.data_dir)
-            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale"]);
+        cmd.arg("-D").arg(&self.data_dir).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+        ]);
         if durability == Durability::Ephemeral {
             cmd.arg("--no-sync");
         }
@@ -262,16 +267,18 @@ fn unprivileged_user() -> anyhow::Result<Option<(nix::unistd::Uid, nix::unistd::
 
 /// Can `uid` enter `dir` and every folder above it (the parts that exist)?
 fn reachable_by(dir: &Path, uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> bool {
-    dir.ancestors().filter_map(|d| std::fs::metadata(d).ok()).all(|meta| {
-        let mode = meta.mode();
-        if meta.uid() == uid.as_raw() {
-            mode & 0o100 != 0
-        } else if meta.gid() == gid.as_raw() {
-            mode & 0o010 != 0
-        } else {
-            mode & 0o001 != 0
-        }
-    })
+    dir.ancestors()
+        .filter_map(|d| std::fs::metadata(d).ok())
+        .all(|meta| {
+            let mode = meta.mode();
+            if meta.uid() == uid.as_raw() {
+                mode & 0o100 != 0
+            } else if meta.gid() == gid.as_raw() {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            }
+        })
 }
 
 /// Unix socket paths are limited to about 100 bytes; a deep checkout would exceed that, so a

@@ -78,7 +78,11 @@ pub async fn middleware(
 fn envelope_framework_errors(response: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
-        || response.response().extensions().get::<RenderedError>().is_some()
+        || response
+            .response()
+            .extensions()
+            .get::<RenderedError>()
+            .is_some()
     {
         return response;
     }
@@ -117,7 +121,9 @@ fn api_error_for_status(status: StatusCode, _method: &Method) -> ApiError {
 /// latency, request id and tenant. No body, no header values, no personal data.
 fn log_request(response: &ServiceResponse<BoxBody>, request_id: &str, started: Instant) {
     let req = response.request();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let tenant = req
         .extensions()
         .get::<Tenant>()

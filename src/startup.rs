@@ -45,7 +45,9 @@ pub struct Application {
 }
 
 /// Where the database is: `DATABASE_URL`, or a private server started here.
-pub async fn database(settings: &Settings) -> anyhow::Result<(PgConnectOptions, Option<PrivatePostgres>)> {
+pub async fn database(
+    settings: &Settings,
+) -> anyhow::Result<(PgConnectOptions, Option<PrivatePostgres>)> {
     let url = settings.database.url.expose();
     if !url.is_empty() {
         let options = url
@@ -54,9 +56,10 @@ pub async fn database(settings: &Settings) -> anyhow::Result<(PgConnectOptions, 
         return Ok((options, None));
     }
     let data_dir = settings.database.data_dir.clone();
-    let server = tokio::task::spawn_blocking(move || PrivatePostgres::start(&data_dir, Durability::Durable))
-        .await
-        .context("the PostgreSQL start-up task failed")??;
+    let server =
+        tokio::task::spawn_blocking(move || PrivatePostgres::start(&data_dir, Durability::Durable))
+            .await
+            .context("the PostgreSQL start-up task failed")??;
     Ok((server.connect_options(), Some(server)))
 }
 
@@ -82,12 +85,17 @@ impl Application {
 
     pub async fn build_with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
         if settings.database.migrate_on_start {
-            db::migrate(&pool).await.context("applying migrations failed")?;
+            db::migrate(&pool)
+                .await
+                .context("applying migrations failed")?;
         }
         let keys = Arc::new(KeyRing::from_settings(&settings.auth)?);
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
-                format!("cannot listen on {}:{}", settings.server.host, settings.server.port)
+                format!(
+                    "cannot listen on {}:{}",
+                    settings.server.host, settings.server.port
+                )
             })?;
         let port = listener.local_addr()?.port();
         let state = web::Data::new(AppState {

@@ -38,7 +38,8 @@ fn parse_alg(alg: &str) -> Option<Algorithm> {
 }
 
 fn read_file(setting: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError::invalid(setting, format!("cannot read {path}: {e}")))
+    std::fs::read(path)
+        .map_err(|e| ConfigError::invalid(setting, format!("cannot read {path}: {e}")))
 }
 
 impl KeyRing {
@@ -88,7 +89,11 @@ impl KeyRing {
                 .map_err(|e| ConfigError::invalid("auth.jwks_file", e.to_string()))?;
             for jwk in set.keys {
                 let bad = |why: &str| ConfigError::invalid("auth.jwks_file", why.to_owned());
-                let kid = jwk.common.key_id.clone().ok_or_else(|| bad("a key has no kid"))?;
+                let kid = jwk
+                    .common
+                    .key_id
+                    .clone()
+                    .ok_or_else(|| bad("a key has no kid"))?;
                 let alg = jwk
                     .common
                     .key_algorithm
@@ -153,7 +158,11 @@ impl KeyRing {
     }
 }
 
-fn decoding_key(setting: &str, alg: Algorithm, k: &KeySettings) -> Result<DecodingKey, ConfigError> {
+fn decoding_key(
+    setting: &str,
+    alg: Algorithm,
+    k: &KeySettings,
+) -> Result<DecodingKey, ConfigError> {
     let file = || read_file(&format!("{setting}.public_key_file"), &k.public_key_file);
     let bad = |e: jsonwebtoken::errors::Error| {
         ConfigError::invalid(format!("{setting}.public_key_file"), e.to_string())
@@ -163,11 +172,20 @@ fn decoding_key(setting: &str, alg: Algorithm, k: &KeySettings) -> Result<Decodi
         Algorithm::RS256 => DecodingKey::from_rsa_pem(&file()?).map_err(bad)?,
         Algorithm::ES256 => DecodingKey::from_ec_pem(&file()?).map_err(bad)?,
         Algorithm::EdDSA => DecodingKey::from_ed_pem(&file()?).map_err(bad)?,
-        _ => return Err(ConfigError::invalid(format!("{setting}.alg"), "unsupported")),
+        _ => {
+            return Err(ConfigError::invalid(
+                format!("{setting}.alg"),
+                "unsupported",
+            ))
+        }
     })
 }
 
-fn encoding_key(setting: &str, alg: Algorithm, k: &KeySettings) -> Result<EncodingKey, ConfigError> {
+fn encoding_key(
+    setting: &str,
+    alg: Algorithm,
+    k: &KeySettings,
+) -> Result<EncodingKey, ConfigError> {
     let name = format!("{setting}.private_key_file");
     let pem = || {
         if k.private_key_file.is_empty() {
@@ -185,7 +203,12 @@ fn encoding_key(setting: &str, alg: Algorithm, k: &KeySettings) -> Result<Encodi
         Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem()?).map_err(bad)?,
         Algorithm::ES256 => EncodingKey::from_ec_pem(&pem()?).map_err(bad)?,
         Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem()?).map_err(bad)?,
-        _ => return Err(ConfigError::invalid(format!("{setting}.alg"), "unsupported")),
+        _ => {
+            return Err(ConfigError::invalid(
+                format!("{setting}.alg"),
+                "unsupported",
+            ))
+        }
     })
 }
 

@@ -132,7 +132,11 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
             "the Authorization header must be `Bearer <token>`",
         ))?;
     let claims = keys.verify(token)?;
-    let granted = claims.scope.split_ascii_whitespace().filter_map(Scope::parse).max();
+    let granted = claims
+        .scope
+        .split_ascii_whitespace()
+        .filter_map(Scope::parse)
+        .max();
     if claims.org.is_empty() || claims.org.len() > 255 {
         return Err(ApiError::Unauthorized("the token's org claim is not valid"));
     }

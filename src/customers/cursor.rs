@@ -51,13 +51,21 @@ impl Cursors {
         })
         .expect("a position always serialises");
         let tag = self.tag(&payload, scope);
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&payload), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     pub fn open(&self, cursor: &str, scope: &str) -> Result<(DateTime<Utc>, String), ApiError> {
         let (payload, tag) = cursor.split_once('.').ok_or(ApiError::InvalidCursor)?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| ApiError::InvalidCursor)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| ApiError::InvalidCursor)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| ApiError::InvalidCursor)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| ApiError::InvalidCursor)?;
         let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length");
         mac.update(scope.as_bytes());
         mac.update(b"\n");
@@ -77,7 +85,12 @@ impl Cursors {
 }
 
 /// The scope string of a listing: tenant and filters, in a fixed order.
-pub fn scope(tenant: &Tenant, status: Option<&str>, kind: Option<&str>, email: Option<&str>) -> String {
+pub fn scope(
+    tenant: &Tenant,
+    status: Option<&str>,
+    kind: Option<&str>,
+    email: Option<&str>,
+) -> String {
     format!(
         "{}\n{}\nstatus={}\ntype={}\nemail={}",
         tenant.org,

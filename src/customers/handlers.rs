@@ -110,19 +110,27 @@ pub async fn create(
     let tenant = caller.require(Scope::Write)?.clone();
     let key = idempotency::key_from_headers(req.headers())?;
     let JsonObject(body) = body;
-    let fingerprint = idempotency::fingerprint(&Method::POST, req.path(), Some(&Value::Object(body.clone())));
+    let fingerprint = idempotency::fingerprint(
+        &Method::POST,
+        req.path(),
+        Some(&Value::Object(body.clone())),
+    );
     let work_tenant = tenant.clone();
     let work: idempotency::Work = Box::new(move |conn: &mut PgConnection| {
         Box::pin(async move {
             let kind = customer_type(&body)?;
-            let empty = Value::Object(Map::from_iter([("metadata".to_owned(), Value::Object(Map::new()))]));
+            let empty = Value::Object(Map::from_iter([(
+                "metadata".to_owned(),
+                Value::Object(Map::new()),
+            )]));
             let values = match patch::apply(&empty, &body, BodyKind::Create)? {
                 Outcome::Changed(values) => values,
                 // A create with nothing set still makes a customer.
                 Outcome::Unchanged => CustomerFields::default().into(),
             };
             let id = ulid::Ulid::new();
-            let created_at = DateTime::from_timestamp_millis(id.timestamp_ms() as i64).unwrap_or_else(now);
+            let created_at =
+                DateTime::from_timestamp_millis(id.timestamp_ms() as i64).unwrap_or_else(now);
             let id = format!("cus_{id}");
             let row = repo::insert(conn, &work_tenant, &id, kind, &values, created_at).await?;
             let mut response = ok(&row, actix_web::http::StatusCode::CREATED);
@@ -130,7 +138,10 @@ pub async fn create(
             Ok(response)
         })
     });
-    state.executor().execute(&tenant, key.as_ref(), fingerprint, work).await
+    state
+        .executor()
+        .execute(&tenant, key.as_ref(), fingerprint, work)
+        .await
 }
 
 /// `type` on create: `consumer` (default) or `corporate`.
@@ -179,7 +190,11 @@ pub async fn update(
     let key = idempotency::key_from_headers(req.headers())?;
     let if_match = IfMatch::from_headers(req.headers())?;
     let JsonObject(body) = body;
-    let fingerprint = idempotency::fingerprint(&Method::PATCH, req.path(), Some(&Value::Object(body.clone())));
+    let fingerprint = idempotency::fingerprint(
+        &Method::PATCH,
+        req.path(),
+        Some(&Value::Object(body.clone())),
+    );
     let id = id.into_inner();
     let work_tenant = tenant.clone();
     let work: idempotency::Work = Box::new(move |conn: &mut PgConnection| {
@@ -204,7 +219,10 @@ pub async fn update(
             Ok(response)
         })
     });
-    state.executor().execute(&tenant, key.as_ref(), fingerprint, work).await
+    state
+        .executor()
+        .execute(&tenant, key.as_ref(), fingerprint, work)
+        .await
 }
 
 /// One read-merge-validate-write round of a PATCH; `None` when the compare-and-set lost.
@@ -224,7 +242,8 @@ async fn patch_once(
         Outcome::Unchanged => return Ok(Some(ok(&current, actix_web::http::StatusCode::OK))),
         Outcome::Changed(values) => values,
     };
-    let updated = repo::update_fields(conn, tenant, &current.id, current.version, &values, now()).await?;
+    let updated =
+        repo::update_fields(conn, tenant, &current.id, current.version, &values, now()).await?;
     Ok(updated.map(|row| ok(&row, actix_web::http::StatusCode::OK)))
 }
 
@@ -235,7 +254,15 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?.clone();
-    transition(req, tenant, id.into_inner(), state, &["pending", "active"], "deleted").await
+    transition(
+        req,
+        tenant,
+        id.into_inner(),
+        state,
+        &["pending", "active"],
+        "deleted",
+    )
+    .await
 }
 
 pub async fn activate(
@@ -275,7 +302,9 @@ async fn transition(
                 };
                 let unambiguous = !matches!(if_match, IfMatch::Tags(_)) || expected.is_some();
                 if unambiguous {
-                    let moved = repo::transition(&mut *conn, &work_tenant, &id, from, to, expected, now()).await?;
+                    let moved =
+                        repo::transition(&mut *conn, &work_tenant, &id, from, to, expected, now())
+                            .await?;
                     if let Some(row) = moved {
                         return Ok(ok(&row, actix_web::http::StatusCode::OK));
                     }
@@ -292,7 +321,16 @@ async fn transition(
                 }
                 if !unambiguous {
                     // Several tags, one of which matched the version just read: write with it.
-                    let moved = repo::transition(&mut *conn, &work_tenant, &id, from, to, Some(current.version), now()).await?;
+                    let moved = repo::transition(
+                        &mut *conn,
+                        &work_tenant,
+                        &id,
+                        from,
+                        to,
+                        Some(current.version),
+                        now(),
+                    )
+                    .await?;
                     if let Some(row) = moved {
                         return Ok(ok(&row, actix_web::http::StatusCode::OK));
                     }
@@ -301,7 +339,10 @@ async fn transition(
             }
         })
     });
-    state.executor().execute(&tenant, key.as_ref(), fingerprint, work).await
+    state
+        .executor()
+        .execute(&tenant, key.as_ref(), fingerprint, work)
+        .await
 }
 
 #[derive(Serialize)]

@@ -88,7 +88,11 @@ pub fn check_body(body: &Map<String, Value>, kind: BodyKind) -> Vec<FieldError> 
 }
 
 fn unknown(path: &str) -> FieldError {
-    FieldError::new(path, PARAMETER_UNKNOWN, format!("{path} is not a known field"))
+    FieldError::new(
+        path,
+        PARAMETER_UNKNOWN,
+        format!("{path} is not a known field"),
+    )
 }
 
 fn invalid_type(path: &str, expected: &str) -> FieldError {
@@ -145,11 +149,9 @@ fn check(value: &Value, kind: Kind, path: &str, errors: &mut Vec<FieldError>) {
 fn check_int(value: &Value, path: &str, errors: &mut Vec<FieldError>) {
     match value {
         Value::Number(n) if n.is_i64() => {}
-        Value::Number(n) if n.is_u64() => errors.push(FieldError::new(
-            path,
-            "out_of_range",
-            "is out of range",
-        )),
+        Value::Number(n) if n.is_u64() => {
+            errors.push(FieldError::new(path, "out_of_range", "is out of range"))
+        }
         Value::Number(_) => errors.push(invalid_type(path, "an integer")),
         _ => errors.push(invalid_type(path, "an integer")),
     }
@@ -217,7 +219,10 @@ mod tests {
 
     #[test]
     fn fractions_are_not_cents() {
-        let found = errors(json!({"policy": {"limits": {"perDay": 12.5}}}), BodyKind::Create);
+        let found = errors(
+            json!({"policy": {"limits": {"perDay": 12.5}}}),
+            BodyKind::Create,
+        );
         assert_eq!(found, vec![("policy.limits.perDay".into(), "invalid_type")]);
     }
 

@@ -11,7 +11,6 @@ use super::validation::{CustomerFields, Name, Policy};
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CustomerRow {
     pub id: String,
-    #[sqlx(rename = "type")]
     pub kind: String,
     pub status: String,
     pub email: Option<String>,

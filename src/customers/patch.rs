@@ -17,7 +17,11 @@ pub enum Outcome {
 
 /// Applies `patch` (RFC 7396) to the writable document `current` and validates the result as a
 /// whole, reporting every violation at once.
-pub fn apply(current: &Value, patch: &Map<String, Value>, kind: BodyKind) -> Result<Outcome, ApiError> {
+pub fn apply(
+    current: &Value,
+    patch: &Map<String, Value>,
+    kind: BodyKind,
+) -> Result<Outcome, ApiError> {
     let mut patch = Value::Object(patch.clone());
     let mut errors = check_body(patch.as_object().expect("built from a map"), kind);
     // Fields whose shape is wrong are reported once and left out of the rule checks.
@@ -60,9 +64,9 @@ fn remove_path(doc: &mut Value, path: &str) {
         let Some(map) = node.as_object_mut() else {
             return;
         };
-        let descend = segments
-            .peek()
-            .is_some_and(|next| matches!(map.get(segment), Some(Value::Object(m)) if m.contains_key(*next)));
+        let descend = segments.peek().is_some_and(
+            |next| matches!(map.get(segment), Some(Value::Object(m)) if m.contains_key(*next)),
+        );
         if !descend {
             map.remove(segment);
             return;
@@ -91,7 +95,10 @@ mod tests {
     #[test]
     fn the_contract_example_merges_limits() {
         let current = json!({"policy": {"requireIntent": true, "limits": {"perDay": 50000, "perMonth": 500000}}, "metadata": {}});
-        let result = stored(patch(current, json!({"policy": {"limits": {"perDay": 70000}}})));
+        let result = stored(patch(
+            current,
+            json!({"policy": {"limits": {"perDay": 70000}}}),
+        ));
         assert_eq!(
             result,
             json!({"requireIntent": true, "limits": {"perDay": 70000, "perMonth": 500000}})
@@ -102,7 +109,10 @@ mod tests {
     fn an_identical_patch_is_a_no_op() {
         let current = json!({"email": "a@example.com", "metadata": {"a": 1}});
         assert!(matches!(
-            patch(current.clone(), json!({"email": "a@example.com", "metadata": {"a": 1}})),
+            patch(
+                current.clone(),
+                json!({"email": "a@example.com", "metadata": {"a": 1}})
+            ),
             Ok(Outcome::Unchanged)
         ));
         assert!(matches!(patch(current, json!({})), Ok(Outcome::Unchanged)));
@@ -111,9 +121,10 @@ mod tests {
     #[test]
     fn shape_and_rule_errors_are_reported_together() {
         let current = json!({"metadata": {}});
-        let Err(ApiError::Validation(errors)) =
-            patch(current, json!({"email": 5, "phone": "nope", "policy": {"ttlDays": 0}}))
-        else {
+        let Err(ApiError::Validation(errors)) = patch(
+            current,
+            json!({"email": 5, "phone": "nope", "policy": {"ttlDays": 0}}),
+        ) else {
             panic!("expected a validation error");
         };
         let params: Vec<&str> = errors.iter().map(|e| e.param.as_str()).collect();

@@ -19,7 +19,11 @@ pub const MAX_CENTS: i64 = 1_000_000_000_000;
 #[serde(deny_unknown_fields)]
 pub struct CustomerFields {
     #[validate(
-        length(max = 254, code = "too_long", message = "must be at most 254 characters"),
+        length(
+            max = 254,
+            code = "too_long",
+            message = "must be at most 254 characters"
+        ),
         email(code = "invalid_email", message = "must be a valid email address"),
         custom(function = "no_surrounding_spaces")
     )]
@@ -38,12 +42,22 @@ pub struct CustomerFields {
 #[serde(deny_unknown_fields)]
 pub struct Name {
     #[validate(
-        length(min = 1, max = 100, code = "invalid_length", message = "must be 1 to 100 characters"),
+        length(
+            min = 1,
+            max = 100,
+            code = "invalid_length",
+            message = "must be 1 to 100 characters"
+        ),
         custom(function = "not_blank")
     )]
     pub first: Option<String>,
     #[validate(
-        length(min = 1, max = 100, code = "invalid_length", message = "must be 1 to 100 characters"),
+        length(
+            min = 1,
+            max = 100,
+            code = "invalid_length",
+            message = "must be 1 to 100 characters"
+        ),
         custom(function = "not_blank")
     )]
     pub last: Option<String>,
@@ -81,13 +95,21 @@ pub struct Policy {
     pub limits: Option<Limits>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[validate(
-        length(max = 1000, code = "too_many", message = "must have at most 1000 codes"),
+        length(
+            max = 1000,
+            code = "too_many",
+            message = "must have at most 1000 codes"
+        ),
         custom(function = "mcc_list")
     )]
     pub allowed_mccs: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[validate(
-        length(max = 1000, code = "too_many", message = "must have at most 1000 codes"),
+        length(
+            max = 1000,
+            code = "too_many",
+            message = "must have at most 1000 codes"
+        ),
         custom(function = "mcc_list")
     )]
     pub blocked_mccs: Option<Vec<String>>,
@@ -166,7 +188,10 @@ fn merchant_list(names: &[String]) -> Result<(), ValidationError> {
     let mut seen = HashSet::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
         if !(1..=200).contains(&name.chars().count()) {
-            return Err(rule("invalid_length", format!("item {i} must be 1 to 200 characters")));
+            return Err(rule(
+                "invalid_length",
+                format!("item {i} must be 1 to 200 characters"),
+            ));
         }
         if !seen.insert(name.to_lowercase()) {
             return Err(rule(
@@ -240,11 +265,21 @@ fn metadata_rules(metadata: &Map<String, Value>, errors: &mut Vec<FieldError>) {
     for (key, value) in metadata {
         let param = format!("metadata.{key}");
         if !(1..=40).contains(&key.chars().count()) {
-            errors.push(FieldError::new(&param, "invalid_key", "keys must be 1 to 40 characters"));
+            errors.push(FieldError::new(
+                &param,
+                "invalid_key",
+                "keys must be 1 to 40 characters",
+            ));
         } else if key.contains(['[', ']']) {
-            errors.push(FieldError::new(&param, "invalid_key", "keys must not contain [ or ]"));
+            errors.push(FieldError::new(
+                &param,
+                "invalid_key",
+                "keys must not contain [ or ]",
+            ));
         }
-        let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(value)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > 500 {
             errors.push(FieldError::new(
                 &param,
@@ -354,13 +389,22 @@ mod tests {
     #[test]
     fn limits_must_be_ordered() {
         let found = violations(json!({"policy": {"limits": {"perAuth": 90000, "perDay": 50000}}}));
-        assert_eq!(found, vec![("policy.limits.perAuth".into(), "limits_inconsistent")]);
+        assert_eq!(
+            found,
+            vec![("policy.limits.perAuth".into(), "limits_inconsistent")]
+        );
     }
 
     #[test]
     fn phone_is_e164() {
         assert!(violations(json!({"phone": "+14155551234"})).is_empty());
-        for bad in ["14155551234", "+0415555123", "+123456", "+1234567890123456", "+1415555123a"] {
+        for bad in [
+            "14155551234",
+            "+0415555123",
+            "+123456",
+            "+1234567890123456",
+            "+1415555123a",
+        ] {
             assert_eq!(violations(json!({"phone": bad})).len(), 1, "{bad}");
         }
     }

@@ -123,7 +123,9 @@ impl WriteResponse {
         let mut response = response.body(self.body);
         if !self.status.is_success() {
             // Already this API's envelope (a stored business error).
-            response.extensions_mut().insert(crate::error::RenderedError);
+            response
+                .extensions_mut()
+                .insert(crate::error::RenderedError);
         }
         response
     }
@@ -227,8 +229,17 @@ mod tests {
         let b: serde_json::Value = serde_json::from_str(r#"{ "b" : {"c":2}, "a" : 1 }"#).unwrap();
         let c: serde_json::Value = serde_json::from_str(r#"{"a":2,"b":{"c":2}}"#).unwrap();
         let path = "/v1/customers";
-        assert_eq!(fingerprint(&Method::POST, path, Some(&a)), fingerprint(&Method::POST, path, Some(&b)));
-        assert_ne!(fingerprint(&Method::POST, path, Some(&a)), fingerprint(&Method::POST, path, Some(&c)));
-        assert_ne!(fingerprint(&Method::POST, path, Some(&a)), fingerprint(&Method::PATCH, path, Some(&a)));
+        assert_eq!(
+            fingerprint(&Method::POST, path, Some(&a)),
+            fingerprint(&Method::POST, path, Some(&b))
+        );
+        assert_ne!(
+            fingerprint(&Method::POST, path, Some(&a)),
+            fingerprint(&Method::POST, path, Some(&c))
+        );
+        assert_ne!(
+            fingerprint(&Method::POST, path, Some(&a)),
+            fingerprint(&Method::PATCH, path, Some(&a))
+        );
     }
 }
