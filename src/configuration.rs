@@ -93,6 +93,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub idempotency: IdempotencySettings,
     pub pagination: PaginationSettings,
+    pub rate_limit: RateLimitSettings,
     pub log: LogSettings,
 }
 
@@ -160,6 +161,15 @@ pub struct IdempotencySettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaginationSettings {
     pub cursor_secret: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Sustained requests per second per tenant, per instance.
+    pub per_second: u32,
+    /// Requests a tenant may send at once after being idle.
+    pub burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +284,14 @@ impl Settings {
             return Err(ConfigError::invalid(
                 "pagination.cursor_secret",
                 "must be at least 32 bytes",
+            ));
+        }
+        if self.rate_limit.enabled
+            && (self.rate_limit.per_second == 0 || self.rate_limit.burst == 0)
+        {
+            return Err(ConfigError::invalid(
+                "rate_limit.per_second / rate_limit.burst",
+                "must be above zero when rate_limit.enabled is true",
             ));
         }
         if self.auth.keys.is_empty() && self.auth.jwks_file.is_empty() {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::request_context;
 
 /// One violation found in a request body, reported with the dotted path of the field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub param: String,
     pub code: &'static str,

@@ -12,6 +12,7 @@ use actix_web::{HttpMessage, ResponseError};
 
 use crate::auth::Tenant;
 use crate::error::{ApiError, RenderedError};
+use crate::rate_limit::Allowance;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -68,6 +69,10 @@ pub async fn middleware(
     let mut response = result?;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let allowance = response.request().extensions().get::<Allowance>().copied();
+    if let Some(allowance) = allowance {
+        allowance.write_headers(response.headers_mut());
     }
     log_request(&response, &request_id, started);
     Ok(response)

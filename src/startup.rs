@@ -2,7 +2,6 @@
 //! until it is told to stop.
 
 use std::net::TcpListener;
-use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
@@ -11,12 +10,13 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::KeyRing;
+use crate::auth::{Gatekeeper, KeyRing};
 use crate::configuration::{IdempotencySettings, Settings};
 use crate::customers::cursor::Cursors;
 use crate::error::ApiError;
 use crate::idempotency::{self, Executor};
 use crate::private_postgres::{Durability, PrivatePostgres};
+use crate::rate_limit::RateLimits;
 use crate::{db, health, request_context};
 
 /// What every handler shares.
@@ -89,7 +89,10 @@ impl Application {
                 .await
                 .context("applying migrations failed")?;
         }
-        let keys = Arc::new(KeyRing::from_settings(&settings.auth)?);
+        let gate = web::Data::new(Gatekeeper {
+            keys: KeyRing::from_settings(&settings.auth)?,
+            limits: RateLimits::from_settings(&settings.rate_limit),
+        });
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| {
                 format!(
@@ -103,14 +106,15 @@ impl Application {
             idempotency: settings.idempotency.clone(),
             cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
         });
-        let keys = web::Data::new(keys);
+        let gate_for_tasks = gate.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(middleware::from_fn(request_context::middleware))
                 .app_data(state.clone())
-                .app_data(keys.clone())
+                .app_data(gate.clone())
                 .configure(crate::customers::routes)
                 .configure(health::routes)
+                .configure(crate::openapi::routes)
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::NotFound("no route matches this path"))
                 }))
@@ -128,6 +132,7 @@ impl Application {
             settings.idempotency.clone(),
             stop_background.clone(),
         ));
+        tokio::spawn(forget_idle_buckets(gate_for_tasks, stop_background.clone()));
         tracing::info!(
             port,
             profile = settings.profile.name(),
@@ -160,5 +165,19 @@ impl Application {
             tokio::task::spawn_blocking(move || server.stop()).await?;
         }
         served.context("the HTTP server failed")
+    }
+}
+
+/// Drops the rate-limit buckets of tenants that have been idle long enough to be full again.
+async fn forget_idle_buckets(gate: web::Data<Gatekeeper>, stop: CancellationToken) {
+    let Some(limits) = gate.limits.as_ref() else {
+        return;
+    };
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = interval.tick() => limits.forget_idle(),
+        }
     }
 }

@@ -4,7 +4,6 @@
 mod keys;
 
 use std::future::{ready, Ready};
-use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
@@ -14,6 +13,14 @@ use serde::{Deserialize, Serialize};
 pub use keys::{mint_token, KeyRing, TokenRequest};
 
 use crate::error::ApiError;
+use crate::rate_limit::RateLimits;
+
+/// What stands between a request and the handlers: token verification, then the tenant's rate
+/// limit.
+pub struct Gatekeeper {
+    pub keys: KeyRing,
+    pub limits: Option<RateLimits>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -110,9 +117,9 @@ impl FromRequest for Caller {
 }
 
 fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
-    let keys = req
-        .app_data::<web::Data<Arc<KeyRing>>>()
-        .ok_or_else(|| ApiError::internal("key ring missing from app data"))?;
+    let gate = req
+        .app_data::<web::Data<Gatekeeper>>()
+        .ok_or_else(|| ApiError::internal("gatekeeper missing from app data"))?;
     let mut values = req.headers().get_all(AUTHORIZATION);
     let header = values
         .next()
@@ -131,7 +138,7 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         .ok_or(ApiError::Unauthorized(
             "the Authorization header must be `Bearer <token>`",
         ))?;
-    let claims = keys.verify(token)?;
+    let claims = gate.keys.verify(token)?;
     let granted = claims
         .scope
         .split_ascii_whitespace()
@@ -145,5 +152,12 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         mode: claims.mode,
     };
     req.extensions_mut().insert(tenant.clone());
+    if let Some(limits) = &gate.limits {
+        // The allowance is put on the request for the middleware to write the headers.
+        let allowance = limits.check(&tenant);
+        let (Ok(a) | Err((a, _))) = &allowance;
+        req.extensions_mut().insert(*a);
+        allowance.map_err(|(_, e)| e)?;
+    }
     Ok(Caller { tenant, granted })
 }

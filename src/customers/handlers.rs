@@ -11,7 +11,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::cursor;
 use super::input::BodyKind;
-use super::model::{CustomerOut, CustomerRow};
+use super::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, CustomerRow};
 use super::patch::{self, Outcome};
 use super::repo::{self, ListFilter};
 use super::validation::CustomerFields;
@@ -19,6 +19,7 @@ use crate::auth::{Caller, Scope, Tenant};
 use crate::error::ApiError;
 use crate::idempotency::{self, WriteResponse};
 use crate::json_body::JsonObject;
+use crate::openapi::ErrorEnvelope;
 use crate::startup::AppState;
 
 /// Optimistic attempts before a PATCH falls back to locking the row.
@@ -101,6 +102,32 @@ impl IfMatch {
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/customers", tag = "Customers", operation_id = "createCustomer",
+    summary = "Create a customer",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; makes retries of this write safe (kept 24 h)")),
+    request_body(content = CustomerIn, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Customer created", body = CustomerOut, headers(("Location" = String, description = "/v1/customers/{id}"), 
+            ("ETag" = String, description = "Strong ETag of the customer's version"),
+            ("X-Request-Id" = String, description = "The request's id"),
+            ("Idempotent-Replayed" = String, description = "true when this is a stored response replayed for a repeated Idempotency-Key"),
+            ("RateLimit-Limit" = i64, description = "The tenant's bucket size"),
+            ("RateLimit-Remaining" = i64, description = "Requests left in the bucket"),
+            ("RateLimit-Reset" = i64, description = "Seconds until the bucket is full again")
+        )),
+        (status = 400, description = "invalid_json, invalid_request, parameter_invalid, parameter_unknown, parameter_not_updatable, invalid_cursor or idempotency_key_invalid", body = ErrorEnvelope),
+        (status = 401, description = "unauthorized: missing, malformed, badly signed or expired token (WWW-Authenticate: Bearer)", body = ErrorEnvelope),
+        (status = 403, description = "insufficient_scope", body = ErrorEnvelope),
+        (status = 409, description = "customer_deleted, or idempotency_request_in_progress (Retry-After: 1)", body = ErrorEnvelope),
+        (status = 413, description = "payload_too_large: body over 64 KiB", body = ErrorEnvelope),
+        (status = 415, description = "unsupported_media_type", body = ErrorEnvelope),
+        (status = 422, description = "idempotency_key_reused: the key was used with a different request", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited (Retry-After)", body = ErrorEnvelope),
+        (status = 500, description = "internal_error", body = ErrorEnvelope),
+        (status = 503, description = "service_unavailable: the database cannot be reached (Retry-After)", body = ErrorEnvelope)
+    )
+)]
 pub async fn create(
     req: HttpRequest,
     caller: Caller,
@@ -160,6 +187,27 @@ fn customer_type(body: &Map<String, Value>) -> Result<&'static str, ApiError> {
     }
 }
 
+#[utoipa::path(
+    get, path = "/v1/customers/{id}", tag = "Customers", operation_id = "getCustomer",
+    summary = "Get a customer (deleted ones too)",
+    params(("id" = String, Path, description = "Customer ID (cus_...)")),
+    responses(
+        (status = 200, description = "Customer details", body = CustomerOut, headers(
+            ("ETag" = String, description = "Strong ETag of the customer's version"),
+            ("X-Request-Id" = String, description = "The request's id"),
+            ("Idempotent-Replayed" = String, description = "true when this is a stored response replayed for a repeated Idempotency-Key"),
+            ("RateLimit-Limit" = i64, description = "The tenant's bucket size"),
+            ("RateLimit-Remaining" = i64, description = "Requests left in the bucket"),
+            ("RateLimit-Reset" = i64, description = "Seconds until the bucket is full again")
+        )),
+        (status = 401, description = "unauthorized: missing, malformed, badly signed or expired token (WWW-Authenticate: Bearer)", body = ErrorEnvelope),
+        (status = 403, description = "insufficient_scope", body = ErrorEnvelope),
+        (status = 404, description = "not_found (also for customers of other tenants)", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited (Retry-After)", body = ErrorEnvelope),
+        (status = 500, description = "internal_error", body = ErrorEnvelope),
+        (status = 503, description = "service_unavailable: the database cannot be reached (Retry-After)", body = ErrorEnvelope)
+    )
+)]
 pub async fn retrieve(
     caller: Caller,
     id: web::Path<String>,
@@ -179,6 +227,34 @@ pub async fn retrieve(
         .body(row.to_json()))
 }
 
+#[utoipa::path(
+    patch, path = "/v1/customers/{id}", tag = "Customers", operation_id = "updateCustomer",
+    summary = "Update a customer with a JSON merge patch (RFC 7396)",
+    params(("id" = String, Path, description = "Customer ID (cus_...)"), ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; makes retries of this write safe (kept 24 h)"), ("If-Match" = Option<String>, Header, description = "Strong ETag(s) the customer must have, or *")),
+    request_body(content = CustomerPatch, content_type = "application/merge-patch+json", description = "application/json is accepted too"),
+    responses(
+        (status = 200, description = "Customer updated", body = CustomerOut, headers(
+            ("ETag" = String, description = "Strong ETag of the customer's version"),
+            ("X-Request-Id" = String, description = "The request's id"),
+            ("Idempotent-Replayed" = String, description = "true when this is a stored response replayed for a repeated Idempotency-Key"),
+            ("RateLimit-Limit" = i64, description = "The tenant's bucket size"),
+            ("RateLimit-Remaining" = i64, description = "Requests left in the bucket"),
+            ("RateLimit-Reset" = i64, description = "Seconds until the bucket is full again")
+        )),
+        (status = 400, description = "invalid_json, invalid_request, parameter_invalid, parameter_unknown, parameter_not_updatable, invalid_cursor or idempotency_key_invalid", body = ErrorEnvelope),
+        (status = 401, description = "unauthorized: missing, malformed, badly signed or expired token (WWW-Authenticate: Bearer)", body = ErrorEnvelope),
+        (status = 403, description = "insufficient_scope", body = ErrorEnvelope),
+        (status = 404, description = "not_found (also for customers of other tenants)", body = ErrorEnvelope),
+        (status = 409, description = "customer_deleted, or idempotency_request_in_progress (Retry-After: 1)", body = ErrorEnvelope),
+        (status = 412, description = "precondition_failed: If-Match does not match the current ETag", body = ErrorEnvelope),
+        (status = 413, description = "payload_too_large: body over 64 KiB", body = ErrorEnvelope),
+        (status = 415, description = "unsupported_media_type", body = ErrorEnvelope),
+        (status = 422, description = "idempotency_key_reused: the key was used with a different request", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited (Retry-After)", body = ErrorEnvelope),
+        (status = 500, description = "internal_error", body = ErrorEnvelope),
+        (status = 503, description = "service_unavailable: the database cannot be reached (Retry-After)", body = ErrorEnvelope)
+    )
+)]
 pub async fn update(
     req: HttpRequest,
     caller: Caller,
@@ -247,6 +323,31 @@ async fn patch_once(
     Ok(updated.map(|row| ok(&row, actix_web::http::StatusCode::OK)))
 }
 
+#[utoipa::path(
+    delete, path = "/v1/customers/{id}", tag = "Customers", operation_id = "deleteCustomer",
+    summary = "Soft-delete a customer (status becomes deleted)",
+    params(("id" = String, Path, description = "Customer ID (cus_...)"), ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; makes retries of this write safe (kept 24 h)"), ("If-Match" = Option<String>, Header, description = "Strong ETag(s) the customer must have, or *")),
+    responses(
+        (status = 200, description = "Customer deleted", body = CustomerOut, headers(
+            ("ETag" = String, description = "Strong ETag of the customer's version"),
+            ("X-Request-Id" = String, description = "The request's id"),
+            ("Idempotent-Replayed" = String, description = "true when this is a stored response replayed for a repeated Idempotency-Key"),
+            ("RateLimit-Limit" = i64, description = "The tenant's bucket size"),
+            ("RateLimit-Remaining" = i64, description = "Requests left in the bucket"),
+            ("RateLimit-Reset" = i64, description = "Seconds until the bucket is full again")
+        )),
+        (status = 400, description = "invalid_json, invalid_request, parameter_invalid, parameter_unknown, parameter_not_updatable, invalid_cursor or idempotency_key_invalid", body = ErrorEnvelope),
+        (status = 401, description = "unauthorized: missing, malformed, badly signed or expired token (WWW-Authenticate: Bearer)", body = ErrorEnvelope),
+        (status = 403, description = "insufficient_scope", body = ErrorEnvelope),
+        (status = 404, description = "not_found (also for customers of other tenants)", body = ErrorEnvelope),
+        (status = 409, description = "customer_deleted, or idempotency_request_in_progress (Retry-After: 1)", body = ErrorEnvelope),
+        (status = 412, description = "precondition_failed: If-Match does not match the current ETag", body = ErrorEnvelope),
+        (status = 422, description = "idempotency_key_reused: the key was used with a different request", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited (Retry-After)", body = ErrorEnvelope),
+        (status = 500, description = "internal_error", body = ErrorEnvelope),
+        (status = 503, description = "service_unavailable: the database cannot be reached (Retry-After)", body = ErrorEnvelope)
+    )
+)]
 pub async fn delete(
     req: HttpRequest,
     caller: Caller,
@@ -265,6 +366,31 @@ pub async fn delete(
     .await
 }
 
+#[utoipa::path(
+    post, path = "/v1/customers/{id}/activate", tag = "Customers", operation_id = "activateCustomer",
+    summary = "Activate a pending customer (called by the KYC system; scope customers:admin)",
+    params(("id" = String, Path, description = "Customer ID (cus_...)"), ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; makes retries of this write safe (kept 24 h)"), ("If-Match" = Option<String>, Header, description = "Strong ETag(s) the customer must have, or *")),
+    responses(
+        (status = 200, description = "Customer active", body = CustomerOut, headers(
+            ("ETag" = String, description = "Strong ETag of the customer's version"),
+            ("X-Request-Id" = String, description = "The request's id"),
+            ("Idempotent-Replayed" = String, description = "true when this is a stored response replayed for a repeated Idempotency-Key"),
+            ("RateLimit-Limit" = i64, description = "The tenant's bucket size"),
+            ("RateLimit-Remaining" = i64, description = "Requests left in the bucket"),
+            ("RateLimit-Reset" = i64, description = "Seconds until the bucket is full again")
+        )),
+        (status = 400, description = "invalid_json, invalid_request, parameter_invalid, parameter_unknown, parameter_not_updatable, invalid_cursor or idempotency_key_invalid", body = ErrorEnvelope),
+        (status = 401, description = "unauthorized: missing, malformed, badly signed or expired token (WWW-Authenticate: Bearer)", body = ErrorEnvelope),
+        (status = 403, description = "insufficient_scope", body = ErrorEnvelope),
+        (status = 404, description = "not_found (also for customers of other tenants)", body = ErrorEnvelope),
+        (status = 409, description = "customer_deleted, or idempotency_request_in_progress (Retry-After: 1)", body = ErrorEnvelope),
+        (status = 412, description = "precondition_failed: If-Match does not match the current ETag", body = ErrorEnvelope),
+        (status = 422, description = "idempotency_key_reused: the key was used with a different request", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited (Retry-After)", body = ErrorEnvelope),
+        (status = 500, description = "internal_error", body = ErrorEnvelope),
+        (status = 503, description = "service_unavailable: the database cannot be reached (Retry-After)", body = ErrorEnvelope)
+    )
+)]
 pub async fn activate(
     req: HttpRequest,
     caller: Caller,
@@ -353,6 +479,31 @@ struct Page<'a> {
     has_more: bool,
 }
 
+#[utoipa::path(
+    get, path = "/v1/customers", tag = "Customers", operation_id = "listCustomers",
+    summary = "List customers, newest first",
+    params(
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, default 50"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+        ("status" = Option<String>, Query, description = "pending, active or deleted (deleted ones are left out otherwise)"),
+        ("type" = Option<String>, Query, description = "consumer or corporate"),
+        ("email" = Option<String>, Query, description = "Exact email, ignoring case")
+    ),
+    responses(
+        (status = 200, description = "A page of customers", body = CustomerList, headers(
+            ("X-Request-Id" = String, description = "The request's id (echoed when the client sent a valid one)"),
+            ("RateLimit-Limit" = i64, description = "The tenant's bucket size"),
+            ("RateLimit-Remaining" = i64, description = "Requests left in the bucket"),
+            ("RateLimit-Reset" = i64, description = "Seconds until the bucket is full again")
+        )),
+        (status = 400, description = "invalid_json, invalid_request, parameter_invalid, parameter_unknown, parameter_not_updatable, invalid_cursor or idempotency_key_invalid", body = ErrorEnvelope),
+        (status = 401, description = "unauthorized: missing, malformed, badly signed or expired token (WWW-Authenticate: Bearer)", body = ErrorEnvelope),
+        (status = 403, description = "insufficient_scope", body = ErrorEnvelope),
+        (status = 429, description = "rate_limited (Retry-After)", body = ErrorEnvelope),
+        (status = 500, description = "internal_error", body = ErrorEnvelope),
+        (status = 503, description = "service_unavailable: the database cannot be reached (Retry-After)", body = ErrorEnvelope)
+    )
+)]
 pub async fn list(
     req: HttpRequest,
     caller: Caller,

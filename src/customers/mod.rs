@@ -4,7 +4,7 @@
 //! `repo::update_fields` (compare-and-set on the version).
 
 pub mod cursor;
-mod handlers;
+pub mod handlers;
 pub mod input;
 pub mod model;
 pub mod patch;

@@ -4,6 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::validation::{CustomerFields, Name, Policy};
 
@@ -24,27 +25,110 @@ pub struct CustomerRow {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Name)]
 pub struct NameOut<'a> {
     pub first: Option<&'a str>,
     pub last: Option<&'a str>,
 }
 
 /// The Customer object of contract §2.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Customer)]
 #[serde(rename_all = "camelCase")]
 pub struct CustomerOut<'a> {
+    /// `cus_` + a ULID.
+    #[schema(example = "cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4E")]
     pub id: &'a str,
     #[serde(rename = "type")]
+    #[schema(value_type = CustomerType)]
     pub kind: &'a str,
+    #[schema(value_type = CustomerStatus)]
     pub status: &'a str,
     pub email: Option<&'a str>,
     pub phone: Option<&'a str>,
+    /// Null when neither first nor last name is set.
+    #[schema(value_type = Option<NameOut>)]
     pub name: Option<NameOut<'a>>,
+    /// The sparse spending policy: exactly the fields that were set; null when none is.
+    #[schema(value_type = Option<Policy>)]
     pub policy: Option<&'a Value>,
+    #[schema(value_type = Object)]
     pub metadata: &'a Value,
+    #[schema(format = DateTime, example = "2026-11-27T10:30:00.000Z")]
     pub created_at: String,
+    #[schema(format = DateTime, example = "2026-11-27T10:30:00.000Z")]
     pub updated_at: String,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // describes the API; values travel as strings
+pub enum CustomerType {
+    Consumer,
+    Corporate,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // describes the API; values travel as strings
+pub enum CustomerStatus {
+    Pending,
+    Active,
+    Deleted,
+}
+
+/// The body of `POST /v1/customers`, for the OpenAPI document (bodies are parsed and checked
+/// by `input` and `validation`, which report every violation at once).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CustomerIn {
+    /// consumer (default) or corporate; fixed at creation.
+    #[schema(value_type = Option<CustomerType>, nullable = false)]
+    r#type: Option<String>,
+    /// At most 254 characters, a valid address.
+    email: Option<String>,
+    /// E.164: + then 7 to 15 digits.
+    #[schema(example = "+14155551234")]
+    phone: Option<String>,
+    name: Option<NameIn>,
+    policy: Option<Policy>,
+    /// At most 50 keys of 1 to 40 characters; each value at most 500 bytes serialised.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+}
+
+/// A JSON merge patch (RFC 7396) of the writable fields: absent keeps, null clears, objects
+/// merge, arrays replace. The merged customer is validated as a whole.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CustomerPatch {
+    email: Option<String>,
+    phone: Option<String>,
+    name: Option<NameIn>,
+    policy: Option<Policy>,
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct NameIn {
+    /// 1 to 100 characters, not only spaces.
+    first: Option<String>,
+    last: Option<String>,
+}
+
+/// A page of customers, newest first.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct CustomerList {
+    #[schema(value_type = Vec<CustomerOut>)]
+    data: Vec<Value>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+    has_more: bool,
 }
 
 pub fn timestamp(t: &DateTime<Utc>) -> String {

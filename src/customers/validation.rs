@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
 use crate::error::FieldError;
@@ -64,7 +65,9 @@ pub struct Name {
 }
 
 /// The spending policy. Sparse: a field that was never set is `None` and is not serialised.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, Validate)]
+/// Amounts are whole cents and durations whole minutes or days: `number` as in Proxy's schema,
+/// with `multipleOf: 1`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Policy {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,18 +79,23 @@ pub struct Policy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_to_first_merchant: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, multiple_of = 1.0, minimum = 0.0, maximum = 1000000000000.0)]
     #[validate(range(min = 0, max = MAX_CENTS, code = "out_of_range"))]
     pub auto_approve_below: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, multiple_of = 1.0, minimum = 1.0, maximum = 60.0)]
     #[validate(range(min = 1, max = 60, code = "out_of_range"))]
     pub attestation_window_minutes: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, multiple_of = 1.0, minimum = 0.0, maximum = 525600.0)]
     #[validate(range(min = 0, max = 525_600, code = "out_of_range"))]
     pub cooldown_minutes: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, multiple_of = 1.0, minimum = 1.0, maximum = 525600.0)]
     #[validate(range(min = 1, max = 525_600, code = "out_of_range"))]
     pub ttl_minutes: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, multiple_of = 1.0, minimum = 1.0, maximum = 3650.0)]
     #[validate(range(min = 1, max = 3_650, code = "out_of_range"))]
     pub ttl_days: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,16 +129,19 @@ pub struct Policy {
     pub allowed_merchants: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, Validate)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Limits {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, multiple_of = 1.0, minimum = 0.0, maximum = 1000000000000.0)]
     #[validate(range(min = 0, max = MAX_CENTS, code = "out_of_range"))]
     pub per_auth: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, multiple_of = 1.0, minimum = 0.0, maximum = 1000000000000.0)]
     #[validate(range(min = 0, max = MAX_CENTS, code = "out_of_range"))]
     pub per_day: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, multiple_of = 1.0, minimum = 0.0, maximum = 1000000000000.0)]
     #[validate(range(min = 0, max = MAX_CENTS, code = "out_of_range"))]
     pub per_month: Option<i64>,
 }
