@@ -37,7 +37,9 @@ fn to_json_schema(schema: &Value, spec: &Value) -> Value {
                 converted
             }
         }
-        Value::Array(items) => Value::Array(items.iter().map(|v| to_json_schema(v, spec)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| to_json_schema(v, spec)).collect())
+        }
         other => other.clone(),
     }
 }
@@ -59,8 +61,14 @@ fn response_schema(spec: &Value, path: &str, method: &str, status: &str) -> Valu
 
 fn assert_valid(schema: &Value, instance: &Value, what: &str) {
     let validator = jsonschema::validator_for(schema).expect("a valid schema");
-    let errors: Vec<String> = validator.iter_errors(instance).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "{what} does not match the reference: {errors:?}\n{instance}");
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not match the reference: {errors:?}\n{instance}"
+    );
 }
 
 #[tokio::test]
@@ -87,46 +95,93 @@ async fn the_five_proxy_routes_answer_what_the_reference_describes() {
     let response = app.create(full.clone()).await;
     assert_eq!(response.status(), 201);
     let created: Value = response.json().await.unwrap();
-    assert_valid(&response_schema(&spec, "/customers", "post", "201"), &created, "createCustomer");
+    assert_valid(
+        &response_schema(&spec, "/customers", "post", "201"),
+        &created,
+        "createCustomer",
+    );
     let id = created["id"].as_str().unwrap();
 
     // getCustomer: 200 Customer
     let got = app.get_json(id).await;
-    assert_valid(&response_schema(&spec, "/customers/{customerId}", "get", "200"), &got, "getCustomer");
+    assert_valid(
+        &response_schema(&spec, "/customers/{customerId}", "get", "200"),
+        &got,
+        "getCustomer",
+    );
 
     // updateCustomer: 200 Customer
-    let response = app.patch(id, json!({"policy": {"limits": {"perDay": 6000}}})).await;
+    let response = app
+        .patch(id, json!({"policy": {"limits": {"perDay": 6000}}}))
+        .await;
     assert_eq!(response.status(), 200);
     let patched: Value = response.json().await.unwrap();
-    assert_valid(&response_schema(&spec, "/customers/{customerId}", "patch", "200"), &patched, "updateCustomer");
+    assert_valid(
+        &response_schema(&spec, "/customers/{customerId}", "patch", "200"),
+        &patched,
+        "updateCustomer",
+    );
 
     // listCustomers: 200 {data, nextCursor}
     app.create_ok(full.clone()).await;
-    let response = app.request(Method::GET, "/v1/customers?limit=1").send().await.unwrap();
+    let response = app
+        .request(Method::GET, "/v1/customers?limit=1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let page: Value = response.json().await.unwrap();
     assert!(page["nextCursor"].is_string());
-    assert_valid(&response_schema(&spec, "/customers", "get", "200"), &page, "listCustomers");
+    assert_valid(
+        &response_schema(&spec, "/customers", "get", "200"),
+        &page,
+        "listCustomers",
+    );
 
     // deleteCustomer: 200 Customer
-    let response = app.request(Method::DELETE, &format!("/v1/customers/{id}")).send().await.unwrap();
+    let response = app
+        .request(Method::DELETE, &format!("/v1/customers/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let deleted: Value = response.json().await.unwrap();
-    assert_valid(&response_schema(&spec, "/customers/{customerId}", "delete", "200"), &deleted, "deleteCustomer");
+    assert_valid(
+        &response_schema(&spec, "/customers/{customerId}", "delete", "200"),
+        &deleted,
+        "deleteCustomer",
+    );
 
     // The error responses the reference names: 400, 401, 404.
     let bad = app.create(json!({"email": 5})).await;
     assert_eq!(bad.status(), 400);
     let bad: Value = bad.json().await.unwrap();
-    assert_valid(&response_schema(&spec, "/customers", "post", "400"), &bad, "BadRequest");
-    let unauthorized = app.client.get(app.url("/v1/customers")).send().await.unwrap();
+    assert_valid(
+        &response_schema(&spec, "/customers", "post", "400"),
+        &bad,
+        "BadRequest",
+    );
+    let unauthorized = app
+        .client
+        .get(app.url("/v1/customers"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauthorized.status(), 401);
     let unauthorized: Value = unauthorized.json().await.unwrap();
-    assert_valid(&response_schema(&spec, "/customers", "get", "401"), &unauthorized, "Unauthorized");
+    assert_valid(
+        &response_schema(&spec, "/customers", "get", "401"),
+        &unauthorized,
+        "Unauthorized",
+    );
     let missing = app.get("cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4E").await;
     assert_eq!(missing.status(), 404);
     let missing: Value = missing.json().await.unwrap();
-    assert_valid(&response_schema(&spec, "/customers/{customerId}", "get", "404"), &missing, "NotFound");
+    assert_valid(
+        &response_schema(&spec, "/customers/{customerId}", "get", "404"),
+        &missing,
+        "NotFound",
+    );
 }
 
 #[test]
@@ -135,6 +190,9 @@ fn the_vendored_reference_is_the_shared_one() {
         .join("../shared/reference/proxy-customers-openapi.json");
     // Only checkable where shared/ sits beside the checkout (sessions and CI).
     if let Ok(text) = std::fs::read_to_string(shared) {
-        assert_eq!(text, include_str!("../fixtures/proxy-customers-openapi.json"));
+        assert_eq!(
+            text,
+            include_str!("../fixtures/proxy-customers-openapi.json")
+        );
     }
 }

@@ -50,7 +50,10 @@ async fn wait_ready(client: &reqwest::Client, port: u16, child: &mut Child) {
         if ready {
             return;
         }
-        assert!(Instant::now() < deadline, "the service did not become ready");
+        assert!(
+            Instant::now() < deadline,
+            "the service did not become ready"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -62,7 +65,10 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().expect("wait") {
             return status;
         }
-        assert!(Instant::now() < deadline, "the service did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the service did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -76,7 +82,10 @@ async fn without_database_url_it_runs_its_own_postgres_and_keeps_data_across_res
     let token = token(ORG, "test", ADMIN);
 
     let port = free_port();
-    let mut child = command(dir.path(), port).stdout(Stdio::null()).spawn().expect("spawn");
+    let mut child = command(dir.path(), port)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
     wait_ready(&client, port, &mut child).await;
     let created: serde_json::Value = client
         .post(format!("http://127.0.0.1:{port}/v1/customers"))
@@ -89,14 +98,20 @@ async fn without_database_url_it_runs_its_own_postgres_and_keeps_data_across_res
         .await
         .unwrap();
     let id = created["id"].as_str().expect("created").to_owned();
-    assert!(terminate(&mut child).success(), "a clean exit after SIGTERM");
+    assert!(
+        terminate(&mut child).success(),
+        "a clean exit after SIGTERM"
+    );
     assert!(
         dir.path().join(".data/postgres/PG_VERSION").exists(),
         "the data lives under .data/postgres"
     );
 
     let port = free_port();
-    let mut child = command(dir.path(), port).stdout(Stdio::null()).spawn().expect("spawn");
+    let mut child = command(dir.path(), port)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
     wait_ready(&client, port, &mut child).await;
     let response = client
         .get(format!("http://127.0.0.1:{port}/v1/customers/{id}"))
@@ -146,17 +161,32 @@ fn the_production_profile_refuses_the_development_key() {
         .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("auth.keys") && stderr.contains("development"), "{stderr}");
+    assert!(
+        stderr.contains("auth.keys") && stderr.contains("development"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn the_token_command_mints_a_verifiable_token() {
     let dir = tempfile::tempdir().unwrap();
     let out = command(dir.path(), 8080)
-        .args(["token", "--org", "org_cli", "--mode", "live", "--scope", "customers:read"])
+        .args([
+            "token",
+            "--org",
+            "org_cli",
+            "--mode",
+            "live",
+            "--scope",
+            "customers:read",
+        ])
         .output()
         .expect("run");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap();
     let ring = customers_api::auth::KeyRing::from_settings(&test_settings().auth).unwrap();
     let claims = ring.verify(token.trim()).expect("the token verifies");
@@ -169,7 +199,10 @@ fn the_token_command_mints_a_verifiable_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_request_in_flight_finish() {
     let app = spawn_app().await; // only for its database and a customer in it
-    let id = app.create_ok(json!({})).await["id"].as_str().unwrap().to_owned();
+    let id = app.create_ok(json!({})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let url = database_url(&app.db_options);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -209,13 +242,24 @@ async fn sigterm_lets_the_request_in_flight_finish() {
         .timeout(Duration::from_secs(2))
         .send()
         .await;
-    assert!(refused.is_err(), "a new connection was served during shutdown");
+    assert!(
+        refused.is_err(),
+        "a new connection was served during shutdown"
+    );
     tx.rollback().await.unwrap();
-    let response = in_flight.await.unwrap().expect("the in-flight request was answered");
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request was answered");
     assert_eq!(response.status(), 200);
-    let status = tokio::task::spawn_blocking(move || terminate_wait(&mut child)).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || terminate_wait(&mut child))
+        .await
+        .unwrap();
     assert!(status.success(), "exit status {status}");
-    assert_eq!(app.get_json(&id).await["metadata"], json!({"during": "shutdown"}));
+    assert_eq!(
+        app.get_json(&id).await["metadata"],
+        json!({"during": "shutdown"})
+    );
 }
 
 fn terminate_wait(child: &mut Child) -> std::process::ExitStatus {
@@ -233,7 +277,10 @@ fn terminate_wait(child: &mut Child) -> std::process::ExitStatus {
 fn database_url(options: &sqlx::postgres::PgConnectOptions) -> String {
     let db = options.get_database().expect("a database name");
     match options.get_socket() {
-        Some(socket) => format!("postgres://postgres@localhost/{db}?host={}", socket.display()),
+        Some(socket) => format!(
+            "postgres://postgres@localhost/{db}?host={}",
+            socket.display()
+        ),
         None => format!(
             "postgres://{}@{}:{}/{db}",
             options.get_username(),
