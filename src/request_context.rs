@@ -135,7 +135,9 @@ fn log_request(response: &ServiceResponse<BoxBody>, request_id: &str, started: I
         .map(|t| format!("{}/{}", t.org, t.mode.as_str()))
         .unwrap_or_default();
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed().as_secs_f64();
+    crate::metrics::observe_request(&route, req.method().as_str(), status, elapsed);
+    let latency_ms = elapsed * 1000.0;
     tracing::info!(
         target: "http",
         method = %req.method(),

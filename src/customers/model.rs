@@ -91,7 +91,11 @@ pub struct CustomerIn {
     /// E.164: + then 7 to 15 digits.
     #[schema(example = "+14155551234")]
     phone: Option<String>,
+    /// null clears both parts (in a PATCH).
+    #[schema(nullable = false)]
     name: Option<NameIn>,
+    /// null removes the whole policy (in a PATCH); members set to null remove one field.
+    #[schema(nullable = false)]
     policy: Option<Policy>,
     /// At most 50 keys of 1 to 40 characters; each value at most 500 bytes serialised.
     #[schema(value_type = Option<Object>)]
@@ -105,7 +109,11 @@ pub struct CustomerIn {
 pub struct CustomerPatch {
     email: Option<String>,
     phone: Option<String>,
+    /// null clears both parts (in a PATCH).
+    #[schema(nullable = false)]
     name: Option<NameIn>,
+    /// null removes the whole policy (in a PATCH); members set to null remove one field.
+    #[schema(nullable = false)]
     policy: Option<Policy>,
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,

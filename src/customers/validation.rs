@@ -100,6 +100,7 @@ pub struct Policy {
     pub ttl_days: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[validate(nested)]
+    #[schema(nullable = false)]
     pub limits: Option<Limits>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[validate(

@@ -9,6 +9,7 @@ mod customers;
 mod errors;
 mod idempotency;
 mod list;
+mod operations;
 mod patch;
 mod running;
 mod validation;

@@ -289,3 +289,78 @@ fn database_url(options: &sqlx::postgres::PgConnectOptions) -> String {
         ),
     }
 }
+
+/// JSON logs, one line per request with id, tenant, route, status and latency; and a create
+/// with an email, phone and name leaves none of them in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_without_personal_data() {
+    let app = spawn_app().await; // for its database
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("service.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let mut child = command(dir.path(), port)
+        .env("DATABASE_URL", database_url(&app.db_options))
+        .env("CUSTOMERS_API__LOG__FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .stdout(log)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_ready(&client, port, &mut child).await;
+    let token = token(ORG, "test", ADMIN);
+    let secret_bits = [
+        "zelda.private@example.com",
+        "+14155550199",
+        "Zeldaina",
+        "Quixotella",
+    ];
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/v1/customers"))
+        .bearer_auth(&token)
+        .header("X-Request-Id", "log-test-1")
+        .json(&json!({
+            "email": secret_bits[0], "phone": secret_bits[1],
+            "name": {"first": secret_bits[2], "last": secret_bits[3]}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    // A failing one too: validation messages must not echo values either.
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/v1/customers"))
+        .bearer_auth(&token)
+        .json(&json!({"email": "not an email zelda.private", "phone": "+0zelda"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let status = tokio::task::spawn_blocking(move || terminate(&mut child))
+        .await
+        .unwrap();
+    assert!(status.success());
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    for bit in secret_bits
+        .iter()
+        .chain(["zelda.private", "+0zelda"].iter())
+    {
+        assert!(!text.contains(bit), "the log contains {bit}");
+    }
+    assert!(!text.contains(&token), "the log contains the token");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let request_line = lines
+        .iter()
+        .find(|l| l["request_id"] == "log-test-1")
+        .expect("one line for the request");
+    assert_eq!(request_line["route"], "/v1/customers");
+    assert_eq!(request_line["method"], "POST");
+    assert_eq!(request_line["status"], 201);
+    assert_eq!(request_line["tenant"], "org_a/test");
+    assert!(request_line["latency_ms"].is_string() || request_line["latency_ms"].is_number());
+}
