@@ -91,10 +91,9 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
 });
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/openapi.json", web::get().to(openapi_json))
-        .route("/docs", web::get().to(docs_page))
-        .route("/docs/", web::get().to(docs_page))
-        .route("/docs/assets/{file}", web::get().to(docs_asset));
+    cfg.service(web::resource("/openapi.json").route(web::get().to(openapi_json)))
+        .service(web::resource(["/docs", "/docs/"]).route(web::get().to(docs_page)))
+        .service(web::resource("/docs/assets/{file}").route(web::get().to(docs_asset)));
 }
 
 async fn openapi_json() -> HttpResponse {

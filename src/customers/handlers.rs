@@ -145,15 +145,25 @@ pub async fn create(
     let work_tenant = tenant.clone();
     let work: idempotency::Work = Box::new(move |conn: &mut PgConnection| {
         Box::pin(async move {
-            let kind = customer_type(&body)?;
             let empty = Value::Object(Map::from_iter([(
                 "metadata".to_owned(),
                 Value::Object(Map::new()),
             )]));
-            let values = match patch::apply(&empty, &body, BodyKind::Create)? {
-                Outcome::Changed(values) => values,
+            // A bad `type` is reported together with everything else that is wrong.
+            let (kind, values) = match (
+                customer_type(&body),
+                patch::apply(&empty, &body, BodyKind::Create),
+            ) {
+                (Ok(kind), Ok(Outcome::Changed(values))) => (kind, values),
                 // A create with nothing set still makes a customer.
-                Outcome::Unchanged => CustomerFields::default().into(),
+                (Ok(kind), Ok(Outcome::Unchanged)) => (kind, CustomerFields::default().into()),
+                (Err(type_error), Err(ApiError::Validation(mut errors))) => {
+                    errors.push(type_error);
+                    errors.sort_by(|a, b| a.param.cmp(&b.param));
+                    return Err(ApiError::Validation(errors));
+                }
+                (Err(type_error), _) => return Err(ApiError::Validation(vec![type_error])),
+                (Ok(_), Err(e)) => return Err(e),
             };
             let id = ulid::Ulid::new();
             let created_at =
@@ -172,18 +182,16 @@ pub async fn create(
 }
 
 /// `type` on create: `consumer` (default) or `corporate`.
-fn customer_type(body: &Map<String, Value>) -> Result<&'static str, ApiError> {
+fn customer_type(body: &Map<String, Value>) -> Result<&'static str, crate::error::FieldError> {
     match body.get("type") {
-        None | Some(Value::Null) => Ok("consumer"),
-        Some(Value::String(s)) if s == "consumer" => Ok("consumer"),
         Some(Value::String(s)) if s == "corporate" => Ok("corporate"),
-        // A wrong JSON type is reported by the shape check along with everything else.
-        Some(Value::String(_)) => Err(ApiError::Validation(vec![crate::error::FieldError::new(
+        Some(Value::String(s)) if s != "consumer" => Err(crate::error::FieldError::new(
             "type",
             "invalid_value",
             "must be consumer or corporate",
-        )])),
-        Some(_) => Ok("consumer"),
+        )),
+        // Absent, null or consumer; a wrong JSON type is reported by the shape check.
+        _ => Ok("consumer"),
     }
 }
 

@@ -145,7 +145,7 @@ pub fn timestamp(t: &DateTime<Utc>) -> String {
 
 impl CustomerRow {
     pub fn out(&self) -> CustomerOut<'_> {
-        let name = (self.first_name.is_some() || self.last_name.is_some()).then(|| NameOut {
+        let name = (self.first_name.is_some() || self.last_name.is_some()).then_some(NameOut {
             first: self.first_name.as_deref(),
             last: self.last_name.as_deref(),
         });

@@ -9,7 +9,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::HttpResponse;
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::auth::Tenant;
 use crate::configuration::IdempotencySettings;
@@ -155,20 +155,24 @@ impl Executor<'_> {
     ) -> Result<HttpResponse, ApiError> {
         let Some(key) = key else {
             // No key: each statement of the work is its own atomic write; nothing is stored.
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = crate::db::acquire(self.pool).await?;
             return match work(&mut conn).await {
                 Ok(response) => Ok(response.into_http(false)),
                 Err(e) => Err(e),
             };
         };
 
-        // The lock timeout bounds how long we wait for an in-flight request with the same key.
-        let begin = format!(
-            "BEGIN; SET LOCAL lock_timeout = {}",
-            self.settings.wait.as_millis().max(1)
-        );
-        let mut tx = self.pool.begin_with(begin).await?;
-        let claim = store::claim(&mut tx, tenant, key, &fingerprint, self.settings.retention).await;
+        let mut conn = crate::db::acquire(self.pool).await?;
+        let mut tx = conn.begin().await?;
+        let claim = store::claim(
+            &mut tx,
+            tenant,
+            key,
+            &fingerprint,
+            self.settings.retention,
+            self.settings.wait,
+        )
+        .await;
         match claim {
             Err(e) if is_lock_timeout(&e) => {
                 crate::metrics::idempotency_event("in_progress");

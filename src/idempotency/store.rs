@@ -24,30 +24,39 @@ pub enum Claim {
 }
 
 /// Takes the key for this transaction. An insert that meets the uncommitted row of a request
-/// still running blocks until that request's transaction ends (bounded by `lock_timeout`), then
-/// sees its committed row, so a duplicate never runs twice. An expired row is taken over.
+/// still running blocks until that request's transaction ends, then sees its committed row, so a
+/// duplicate never runs twice. An expired row is taken over.
+///
+/// The wait is bounded by `lock_timeout = wait`, set in the same statement before the insert
+/// (the WHERE of the SELECT runs first) and set back to 0 in RETURNING, which runs only for a
+/// claimed key and only after any wait: the request's own work is never cut off by the bound
+/// meant for duplicates (the statement timeout still bounds it). One round trip for all of it.
 pub async fn claim(
     conn: &mut PgConnection,
     tenant: &Tenant,
     key: &IdempotencyKey,
     fingerprint: &[u8; 32],
     retention: Duration,
+    wait: Duration,
 ) -> Result<Claim, sqlx::Error> {
     let retention_secs = retention.as_secs_f64();
+    let wait_ms = wait.as_millis().max(1).to_string();
     let claimed = sqlx::query_scalar!(
         r#"INSERT INTO idempotency_keys (org_id, mode, key, fingerprint, expires_at)
-           VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+           SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
+            WHERE set_config('lock_timeout', $6, true) IS NOT NULL
            ON CONFLICT (org_id, mode, key) DO UPDATE
               SET fingerprint = EXCLUDED.fingerprint, status_code = NULL, body = NULL,
                   location = NULL, etag = NULL, created_at = now(),
                   expires_at = EXCLUDED.expires_at
             WHERE idempotency_keys.expires_at <= now()
-           RETURNING true AS "claimed!""#,
+           RETURNING set_config('lock_timeout', '0', true) IS NOT NULL AS "claimed!""#,
         tenant.org,
         tenant.mode.as_str(),
         key.as_str(),
         &fingerprint[..],
-        retention_secs
+        retention_secs,
+        wait_ms
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -66,7 +75,7 @@ pub async fn claim(
     .await?;
     let Some(row) = row else {
         // Swept between the two statements: it had expired, so the key is free again.
-        return Box::pin(claim(conn, tenant, key, fingerprint, retention)).await;
+        return Box::pin(claim(conn, tenant, key, fingerprint, retention, wait)).await;
     };
     let (Some(status), Some(body)) = (row.status_code, row.body) else {
         return Ok(Claim::InProgress);
