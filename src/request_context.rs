@@ -6,7 +6,7 @@ use std::time::Instant;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError};
 
@@ -51,7 +51,6 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = request_id_for(&req);
-    let method = req.method().clone();
     let result: Result<ServiceResponse<BoxBody>, actix_web::Error> = REQUEST_ID
         .scope(request_id.clone(), async move {
             match next.call(req).await {
@@ -59,7 +58,7 @@ pub async fn middleware(
                 // Errors that escape as Err are rendered here, inside the request's scope, so
                 // that they carry the envelope and the id too.
                 Err(e) => {
-                    let api = api_error_for_status(e.as_response_error().status_code(), &method);
+                    let api = api_error_for_status(e.as_response_error().status_code());
                     let res = api.error_response();
                     Err(actix_web::error::InternalError::from_response(e.to_string(), res).into())
                 }
@@ -91,12 +90,11 @@ fn envelope_framework_errors(response: ServiceResponse<BoxBody>) -> ServiceRespo
     {
         return response;
     }
-    let method = response.request().method().clone();
     let allow = response
         .headers()
         .get(actix_web::http::header::ALLOW)
         .cloned();
-    let api = api_error_for_status(status, &method);
+    let api = api_error_for_status(status);
     if matches!(api, ApiError::Internal) {
         tracing::error!(status = status.as_u16(), "framework error response");
     }
@@ -108,7 +106,7 @@ fn envelope_framework_errors(response: ServiceResponse<BoxBody>) -> ServiceRespo
     response.into_response(res)
 }
 
-fn api_error_for_status(status: StatusCode, _method: &Method) -> ApiError {
+fn api_error_for_status(status: StatusCode) -> ApiError {
     match status {
         StatusCode::NOT_FOUND => ApiError::NotFound("no route matches this path"),
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,

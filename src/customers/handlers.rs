@@ -429,12 +429,11 @@ async fn transition(
             if !plausible_id(&id) {
                 return Err(ApiError::not_found());
             }
+            // With one ETag (or none, or `*`) the version is known up front and the happy path
+            // is one statement; with several, the customer is read first.
+            let expected = if_match.single_version();
+            let unambiguous = !matches!(if_match, IfMatch::Tags(_)) || expected.is_some();
             loop {
-                let expected = match if_match {
-                    IfMatch::Tags(_) => if_match.single_version(),
-                    _ => None,
-                };
-                let unambiguous = !matches!(if_match, IfMatch::Tags(_)) || expected.is_some();
                 if unambiguous {
                     let moved =
                         repo::transition(&mut *conn, &work_tenant, &id, from, to, expected, now())
