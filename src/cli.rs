@@ -103,9 +103,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let (options, private) = startup::database(settings).await?;
-    let pool = db::pool(options, &settings.database);
-    let result = db::migrate(&pool).await;
-    pool.close().await;
+    let result = db::migrate(&options).await;
     if let Some(server) = private {
         server.stop();
     }

@@ -11,12 +11,28 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// A lazily connecting pool: a database that is down at a given moment makes requests answer
 /// 503 (bounded by `acquire_timeout`) instead of stopping the service.
+///
+/// Every connection switches to the role `customers_app` once, when it is opened: it owns
+/// nothing and cannot bypass the row-level security policies of migration 3, so a statement
+/// sees only the tenant it bound (see `customers::repo`). The login role must be allowed to
+/// (a superuser, or a member of `customers_app`). Migrations do not use this pool.
 pub fn pool(options: PgConnectOptions, settings: &DatabaseSettings) -> PgPool {
     let statement_timeout = settings.statement_timeout.as_millis().to_string();
     let options = options
         .application_name("customers-api")
         .options([("statement_timeout", statement_timeout.as_str())]);
     PgPoolOptions::new()
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // enable_seqscan = off: the tenant binding of every statement (customers::repo)
+                // runs before the index scan it keys; a sequential scan would check the policy
+                // on rows before the binding and find nothing. Every query here has its index.
+                use sqlx::Executor;
+                conn.execute("SET ROLE customers_app; SET enable_seqscan = off")
+                    .await?;
+                Ok(())
+            })
+        })
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .acquire_timeout(settings.acquire_timeout)
@@ -26,8 +42,16 @@ pub fn pool(options: PgConnectOptions, settings: &DatabaseSettings) -> PgPool {
         .connect_lazy_with(options)
 }
 
-pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    MIGRATOR.run(pool).await
+/// Applies the migrations on a connection of its own, as the login role (the owner of the
+/// schema), not as the restricted role of the pool.
+pub async fn migrate(options: &PgConnectOptions) -> Result<(), sqlx::migrate::MigrateError> {
+    use sqlx::Connection;
+    // A migration may take longer than a request is allowed to.
+    let options = options.clone().options([("statement_timeout", "0")]);
+    let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+    let result = MIGRATOR.run(&mut conn).await;
+    conn.close().await.ok();
+    result
 }
 
 /// Ready = the database answers and every migration this binary knows is applied.

@@ -85,7 +85,7 @@ impl Application {
 
     pub async fn build_with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
         if settings.database.migrate_on_start {
-            db::migrate(&pool)
+            db::migrate(&pool.connect_options())
                 .await
                 .context("applying migrations failed")?;
         }

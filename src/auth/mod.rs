@@ -144,7 +144,12 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         .split_ascii_whitespace()
         .filter_map(Scope::parse)
         .max();
-    if claims.org.is_empty() || claims.org.len() > 255 {
+    // Visible ASCII only: the org id is written into SQL text when a write binds its tenant
+    // (db::bind_tenant_sql), and nothing else is a plausible org id.
+    if claims.org.is_empty()
+        || claims.org.len() > 255
+        || !claims.org.bytes().all(|b| (0x21..=0x7e).contains(&b))
+    {
         return Err(ApiError::Unauthorized("the token's org claim is not valid"));
     }
     let tenant = Tenant {

@@ -48,6 +48,7 @@ fn ok(row: &CustomerRow, status: actix_web::http::StatusCode) -> WriteResponse {
         body: row.to_json(),
         location: None,
         etag: Some(row.etag()),
+        stored: false,
     }
 }
 
@@ -143,7 +144,7 @@ pub async fn create(
         Some(&Value::Object(body.clone())),
     );
     let work_tenant = tenant.clone();
-    let work: idempotency::Work = Box::new(move |conn: &mut PgConnection| {
+    let work: idempotency::Work = Box::new(move |conn: &mut PgConnection, _| {
         Box::pin(async move {
             let empty = Value::Object(Map::from_iter([(
                 "metadata".to_owned(),
@@ -281,14 +282,16 @@ pub async fn update(
     );
     let id = id.into_inner();
     let work_tenant = tenant.clone();
-    let work: idempotency::Work = Box::new(move |conn: &mut PgConnection| {
+    let work: idempotency::Work = Box::new(move |conn: &mut PgConnection, pending| {
         Box::pin(async move {
             if !plausible_id(&id) {
                 return Err(ApiError::not_found());
             }
             for _ in 0..OPTIMISTIC_ATTEMPTS {
                 let current = repo::find(&mut *conn, &work_tenant, &id).await?;
-                match patch_once(&mut *conn, &work_tenant, current, &if_match, &body).await? {
+                match patch_once(&mut *conn, &work_tenant, current, &if_match, &body, pending)
+                    .await?
+                {
                     Some(response) => return Ok(response),
                     None => continue, // lost a race with another writer: read again
                 }
@@ -296,7 +299,7 @@ pub async fn update(
             // Still losing: lock the row so this PATCH makes progress.
             let mut tx = conn.begin().await?;
             let current = repo::find_for_update(&mut *tx, &work_tenant, &id).await?;
-            let response = patch_once(&mut tx, &work_tenant, current, &if_match, &body)
+            let response = patch_once(&mut tx, &work_tenant, current, &if_match, &body, pending)
                 .await?
                 .ok_or_else(|| ApiError::internal("locked PATCH lost its compare-and-set"))?;
             tx.commit().await?;
@@ -316,6 +319,7 @@ async fn patch_once(
     current: Option<CustomerRow>,
     if_match: &IfMatch,
     body: &Map<String, Value>,
+    pending: Option<&idempotency::PendingKey>,
 ) -> Result<Option<WriteResponse>, ApiError> {
     let current = current.ok_or_else(ApiError::not_found)?;
     if_match.check(&current)?;
@@ -326,9 +330,23 @@ async fn patch_once(
         Outcome::Unchanged => return Ok(Some(ok(&current, actix_web::http::StatusCode::OK))),
         Outcome::Changed(values) => values,
     };
-    let updated =
-        repo::update_fields(conn, tenant, &current.id, current.version, &values, now()).await?;
-    Ok(updated.map(|row| ok(&row, actix_web::http::StatusCode::OK)))
+    // The clock never runs backwards for one customer, even across instances.
+    let updated_at = now().max(current.updated_at);
+    let updated = current.patched(&values, updated_at);
+    let mut response = ok(&updated, actix_web::http::StatusCode::OK);
+    let save = pending.map(|p| (p, &response));
+    let written = repo::update_fields(
+        conn,
+        tenant,
+        &current.id,
+        current.version,
+        &values,
+        updated_at,
+        save,
+    )
+    .await?;
+    response.stored = pending.is_some();
+    Ok(written.then_some(response))
 }
 
 #[utoipa::path(
@@ -424,7 +442,7 @@ async fn transition(
     let if_match = IfMatch::from_headers(req.headers())?;
     let fingerprint = idempotency::fingerprint(req.method(), req.path(), None);
     let work_tenant = tenant.clone();
-    let work: idempotency::Work = Box::new(move |conn: &mut PgConnection| {
+    let work: idempotency::Work = Box::new(move |conn: &mut PgConnection, _| {
         Box::pin(async move {
             if !plausible_id(&id) {
                 return Err(ApiError::not_found());

@@ -163,6 +163,25 @@ impl CustomerRow {
         }
     }
 
+    /// This customer as a successful compare-and-set of `values` leaves it: the next version,
+    /// written at `updated_at`. Known before the write, so the response can be stored with it.
+    pub fn patched(&self, values: &CustomerValues, updated_at: DateTime<Utc>) -> CustomerRow {
+        CustomerRow {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            status: self.status.clone(),
+            email: values.email.clone(),
+            phone: values.phone.clone(),
+            first_name: values.first_name.clone(),
+            last_name: values.last_name.clone(),
+            policy: values.policy.clone(),
+            metadata: values.metadata.clone(),
+            version: self.version + 1,
+            created_at: self.created_at,
+            updated_at,
+        }
+    }
+
     /// The response body for this customer.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(&self.out()).expect("a customer always serialises")

@@ -1,10 +1,16 @@
-//! All SQL about customers. Every statement is scoped by tenant (org_id, mode).
+//! All SQL about customers. Every statement is scoped by tenant (org_id, mode), and binds that
+//! tenant for the row-level security policies (migration 3) in the same condition:
+//! `org_id = (SELECT set_config('app.org_id', $1, true))`. The sub-select is an InitPlan, which
+//! PostgreSQL computes before the index scan it keys can fetch a row, so the policy (checked on
+//! each fetched row) always sees the binding; `is_local` ends it with the statement's
+//! transaction. No extra round trip, and a statement that forgot it finds nothing.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
 
 use super::model::{CustomerRow, CustomerValues};
 use crate::auth::Tenant;
+use crate::idempotency::{PendingKey, WriteResponse};
 
 pub async fn find(
     db: impl PgExecutor<'_>,
@@ -16,7 +22,9 @@ pub async fn find(
         r#"SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata,
                   version, created_at, updated_at
              FROM customers
-            WHERE org_id = $1 AND mode = $2 AND id = $3"#,
+            WHERE org_id = (SELECT set_config('app.org_id', $1, true))
+              AND mode = (SELECT set_config('app.mode', $2, true))
+              AND id = $3"#,
         tenant.org,
         tenant.mode.as_str(),
         id
@@ -37,7 +45,9 @@ pub async fn find_for_update(
         r#"SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata,
                   version, created_at, updated_at
              FROM customers
-            WHERE org_id = $1 AND mode = $2 AND id = $3
+            WHERE org_id = (SELECT set_config('app.org_id', $1, true))
+              AND mode = (SELECT set_config('app.mode', $2, true))
+              AND id = $3
               FOR UPDATE"#,
         tenant.org,
         tenant.mode.as_str(),
@@ -59,7 +69,8 @@ pub async fn insert(
         CustomerRow,
         r#"INSERT INTO customers (org_id, mode, id, type, email, phone, first_name, last_name,
                                   policy, metadata, created_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+           VALUES ((SELECT set_config('app.org_id', $1, true)),
+                   (SELECT set_config('app.mode', $2, true)), $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
            RETURNING id, type AS kind, status, email, phone, first_name, last_name, policy,
                      metadata, version, created_at, updated_at"#,
         tenant.org,
@@ -78,26 +89,66 @@ pub async fn insert(
     .await
 }
 
-/// Compare-and-set: writes the fields only if the customer is still at `version`. `None`
-/// means someone else changed it in between (or it vanished); the caller re-reads and retries.
+/// Compare-and-set: writes the fields only if the customer is still at `version`, making it
+/// `version + 1` with `updated_at`. `false` means someone else changed it in between (or it
+/// vanished); the caller re-reads and retries. With `save`, the same statement stores the
+/// idempotent response under its key, but only when the customer was written: the keyed PATCH
+/// then needs no separate round trip for it.
 pub async fn update_fields(
     db: impl PgExecutor<'_>,
     tenant: &Tenant,
     id: &str,
     version: i64,
     values: &CustomerValues,
-    now: DateTime<Utc>,
-) -> Result<Option<CustomerRow>, sqlx::Error> {
-    sqlx::query_as!(
-        CustomerRow,
-        r#"UPDATE customers
-              SET email = $5, phone = $6, first_name = $7, last_name = $8, policy = $9,
-                  metadata = $10, version = version + 1,
-                  updated_at = GREATEST($11, updated_at)
-            WHERE org_id = $1 AND mode = $2 AND id = $3 AND version = $4
-              AND status <> 'deleted'
-           RETURNING id, type AS kind, status, email, phone, first_name, last_name, policy,
-                     metadata, version, created_at, updated_at"#,
+    updated_at: DateTime<Utc>,
+    save: Option<(&PendingKey, &WriteResponse)>,
+) -> Result<bool, sqlx::Error> {
+    let Some((pending, response)) = save else {
+        let written = sqlx::query_scalar!(
+            r#"UPDATE customers
+                  SET email = $5, phone = $6, first_name = $7, last_name = $8, policy = $9,
+                      metadata = $10, version = version + 1, updated_at = $11
+                WHERE org_id = (SELECT set_config('app.org_id', $1, true))
+                  AND mode = (SELECT set_config('app.mode', $2, true))
+                  AND id = $3 AND version = $4
+                  AND status <> 'deleted'
+               RETURNING 1 AS "written!""#,
+            tenant.org,
+            tenant.mode.as_str(),
+            id,
+            version,
+            values.email,
+            values.phone,
+            values.first_name,
+            values.last_name,
+            values.policy,
+            values.metadata,
+            updated_at
+        )
+        .fetch_optional(db)
+        .await?;
+        return Ok(written.is_some());
+    };
+    let written = sqlx::query_scalar!(
+        r#"WITH written AS (
+               UPDATE customers
+                  SET email = $5, phone = $6, first_name = $7, last_name = $8, policy = $9,
+                      metadata = $10, version = version + 1, updated_at = $11
+                WHERE org_id = (SELECT set_config('app.org_id', $1, true))
+                  AND mode = (SELECT set_config('app.mode', $2, true))
+                  AND id = $3 AND version = $4
+                  AND status <> 'deleted'
+               RETURNING 1
+           ), saved AS (
+               UPDATE idempotency_keys
+                  SET status_code = $13, body = $14, location = NULL, etag = $15
+                WHERE org_id = (SELECT set_config('app.org_id', $1, true))
+                  AND mode = (SELECT set_config('app.mode', $2, true))
+                  AND key = $12
+                  AND EXISTS (SELECT 1 FROM written)
+               RETURNING 1
+           )
+           SELECT EXISTS (SELECT 1 FROM written) AND EXISTS (SELECT 1 FROM saved) AS "written!""#,
         tenant.org,
         tenant.mode.as_str(),
         id,
@@ -108,10 +159,15 @@ pub async fn update_fields(
         values.last_name,
         values.policy,
         values.metadata,
-        now
+        updated_at,
+        pending.key.as_str(),
+        response.status.as_u16() as i16,
+        response.body,
+        response.etag
     )
-    .fetch_optional(db)
-    .await
+    .fetch_one(db)
+    .await?;
+    Ok(written)
 }
 
 /// Moves a customer from `from` to `to` in one statement, honouring an expected version
@@ -131,7 +187,9 @@ pub async fn transition(
         CustomerRow,
         r#"UPDATE customers
               SET status = $5, version = version + 1, updated_at = GREATEST($7, updated_at)
-            WHERE org_id = $1 AND mode = $2 AND id = $3 AND status = ANY($4)
+            WHERE org_id = (SELECT set_config('app.org_id', $1, true))
+              AND mode = (SELECT set_config('app.mode', $2, true))
+              AND id = $3 AND status = ANY($4)
               AND ($6::bigint IS NULL OR version = $6)
            RETURNING id, type AS kind, status, email, phone, first_name, last_name, policy,
                      metadata, version, created_at, updated_at"#,
@@ -167,11 +225,12 @@ pub async fn list(
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata, \
                 version, created_at, updated_at \
-           FROM customers WHERE org_id = ",
+           FROM customers WHERE org_id = (SELECT set_config('app.org_id', ",
     );
     q.push_bind(&tenant.org)
-        .push(" AND mode = ")
-        .push_bind(tenant.mode.as_str());
+        .push(", true)) AND mode = (SELECT set_config('app.mode', ")
+        .push_bind(tenant.mode.as_str())
+        .push(", true))");
     match filter.status {
         Some(status) => q.push(" AND status = ").push_bind(status),
         None => q.push(" AND status <> 'deleted'"),
@@ -180,7 +239,8 @@ pub async fn list(
         q.push(" AND type = ").push_bind(kind);
     }
     if let Some(email) = filter.email {
-        q.push(" AND email IS NOT NULL AND lower(email) = lower(")
+        // email_lower, not lower(email): see migration 3 (leakproof conditions under RLS).
+        q.push(" AND email_lower = lower(")
             .push_bind(email)
             .push(")");
     }

@@ -95,6 +95,16 @@ pub struct WriteResponse {
     pub body: Vec<u8>,
     pub location: Option<String>,
     pub etag: Option<String>,
+    /// Set by a work whose final statement already stored this response under its
+    /// [`PendingKey`]; the executor then does not store it again.
+    pub stored: bool,
+}
+
+/// The key a write runs under, handed to its work so that the work's final statement can store
+/// the response together with the business write: one round trip fewer per keyed write.
+pub struct PendingKey {
+    pub tenant: Tenant,
+    pub key: IdempotencyKey,
 }
 
 impl WriteResponse {
@@ -105,6 +115,7 @@ impl WriteResponse {
             body: e.body(),
             location: None,
             etag: None,
+            stored: false,
         }
     }
 
@@ -132,9 +143,13 @@ impl WriteResponse {
 }
 
 /// The body of a write: runs on the connection it is given, inside the key's transaction when
-/// there is a key. Its business errors (404, 409, 412) are stored and replayed like successes.
+/// there is a key (then it also gets the key, see [`PendingKey`]). Its business errors (404,
+/// 409, 412) are stored and replayed like successes.
 pub type Work<'a> = Box<
-    dyn for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<WriteResponse, ApiError>>
+    dyn for<'c> FnOnce(
+            &'c mut PgConnection,
+            Option<&'c PendingKey>,
+        ) -> BoxFuture<'c, Result<WriteResponse, ApiError>>
         + Send
         + 'a,
 >;
@@ -156,7 +171,7 @@ impl Executor<'_> {
         let Some(key) = key else {
             // No key: each statement of the work is its own atomic write; nothing is stored.
             let mut conn = crate::db::acquire(self.pool).await?;
-            return match work(&mut conn).await {
+            return match work(&mut conn, None).await {
                 Ok(response) => Ok(response.into_http(false)),
                 Err(e) => Err(e),
             };
@@ -190,13 +205,19 @@ impl Executor<'_> {
             }
             Ok(store::Claim::InProgress) => Err(ApiError::IdempotencyInProgress),
             Ok(store::Claim::Claimed) => {
-                let response = match work(&mut tx).await {
+                let pending = PendingKey {
+                    tenant: tenant.clone(),
+                    key: key.clone(),
+                };
+                let response = match work(&mut tx, Some(&pending)).await {
                     Ok(response) => response,
                     Err(e) if e.is_business_outcome() => WriteResponse::from_error(&e),
                     // Rejected or failed: nothing is stored, the key stays free (drop = rollback).
                     Err(e) => return Err(e),
                 };
-                store::save(&mut tx, tenant, key, &response).await?;
+                if !response.stored {
+                    store::save(&mut tx, tenant, key, &response).await?;
+                }
                 tx.commit().await?;
                 Ok(response.into_http(false))
             }

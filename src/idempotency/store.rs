@@ -1,4 +1,5 @@
-//! All SQL about idempotency keys.
+//! All SQL about idempotency keys. Like the customers' SQL, each statement binds its tenant
+//! for the row-level security policies in its own tenant condition (see customers::repo).
 
 use std::time::Duration;
 
@@ -43,7 +44,9 @@ pub async fn claim(
     let wait_ms = wait.as_millis().max(1).to_string();
     let claimed = sqlx::query_scalar!(
         r#"INSERT INTO idempotency_keys (org_id, mode, key, fingerprint, expires_at)
-           SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
+           SELECT (SELECT set_config('app.org_id', $1, true)),
+                  (SELECT set_config('app.mode', $2, true)),
+                  $3, $4, now() + make_interval(secs => $5)
             WHERE set_config('lock_timeout', $6, true) IS NOT NULL
            ON CONFLICT (org_id, mode, key) DO UPDATE
               SET fingerprint = EXCLUDED.fingerprint, status_code = NULL, body = NULL,
@@ -66,7 +69,9 @@ pub async fn claim(
     let row = sqlx::query!(
         r#"SELECT fingerprint, status_code, body, location, etag
              FROM idempotency_keys
-            WHERE org_id = $1 AND mode = $2 AND key = $3"#,
+            WHERE org_id = (SELECT set_config('app.org_id', $1, true))
+              AND mode = (SELECT set_config('app.mode', $2, true))
+              AND key = $3"#,
         tenant.org,
         tenant.mode.as_str(),
         key.as_str()
@@ -91,6 +96,7 @@ pub async fn claim(
             body,
             location: row.location,
             etag: row.etag,
+            stored: true,
         },
     }))
 }
@@ -105,7 +111,9 @@ pub async fn save(
     sqlx::query!(
         r#"UPDATE idempotency_keys
               SET status_code = $4, body = $5, location = $6, etag = $7
-            WHERE org_id = $1 AND mode = $2 AND key = $3"#,
+            WHERE org_id = (SELECT set_config('app.org_id', $1, true))
+              AND mode = (SELECT set_config('app.mode', $2, true))
+              AND key = $3"#,
         tenant.org,
         tenant.mode.as_str(),
         key.as_str(),
@@ -121,7 +129,14 @@ pub async fn save(
 
 /// Deletes up to `batch` expired keys; returns how many. Rows locked by a request that is
 /// reusing an expired key are skipped, so the sweeper never waits on a request.
+///
+/// The sweeper works across tenants, so it binds none: its transaction sets `app.sweeper`, which
+/// the policies of migration 3 answer with expired keys only.
 pub async fn delete_expired(conn: &mut PgConnection, batch: i64) -> Result<u64, sqlx::Error> {
+    use sqlx::Connection;
+    let mut tx = conn
+        .begin_with("BEGIN; SELECT set_config('app.sweeper', 'on', true)")
+        .await?;
     let done = sqlx::query!(
         r#"DELETE FROM idempotency_keys
             WHERE ctid IN (SELECT ctid FROM idempotency_keys
@@ -131,7 +146,8 @@ pub async fn delete_expired(conn: &mut PgConnection, batch: i64) -> Result<u64, 
                               FOR UPDATE SKIP LOCKED)"#,
         batch
     )
-    .execute(conn)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }

@@ -205,6 +205,8 @@ async fn install_gate(db: &PgPool) {
          END $$",
         "CREATE TRIGGER test_gate BEFORE UPDATE ON customers
            FOR EACH ROW EXECUTE FUNCTION test_gate_wait()",
+        // The service works as customers_app (row-level security), which must read the gate.
+        "GRANT SELECT ON test_gate TO customers_app",
     ] {
         sqlx::query(statement)
             .execute(db)
