@@ -2,11 +2,12 @@
 --
 -- The service does its work as the role customers_app (see src/db.rs: every pooled connection
 -- runs SET ROLE customers_app), which owns nothing and cannot bypass row-level security. Each
--- statement or transaction binds its tenant with set_config('app.org_id' / 'app.mode', ...,
--- is_local => true), so the binding ends with the transaction and never leaks into the next
--- request that reuses the connection. These policies then let it see and write only that
--- tenant's rows: a query that forgot its tenant filter finds nothing of another tenant, and a
--- statement that forgot to bind a tenant sees nothing at all.
+-- statement binds its tenant itself, as 'mode/org_id' in the setting app.tenant, with
+-- set_config(..., is_local => true): the binding ends with the statement's transaction and never
+-- reaches the next request on the connection (see src/customers/repo.rs for how it is placed so
+-- that it runs before any row is read). These policies then let a statement see and write only
+-- that tenant's rows: a query that forgot its tenant filter finds nothing of another tenant, and
+-- a statement that forgot the binding sees nothing at all.
 
 -- Roles belong to the whole cluster, so another database (a test database, a second
 -- deployment) may have created it already.
@@ -22,29 +23,17 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON customers, idempotency_keys TO customers
 -- /readyz compares the applied migrations with the ones the binary knows.
 GRANT SELECT ON _sqlx_migrations TO customers_app;
 
--- The tenant test. PL/pgSQL and VOLATILE on purpose: PostgreSQL then evaluates it on each row a
--- statement reaches, after the statement has bound its tenant, and never turns it into an index
--- condition computed before the binding (which a STABLE or SQL-language function would allow).
--- A missing setting reads as NULL, which matches nothing.
-CREATE FUNCTION customers_app_tenant_is(row_org_id text, row_mode text) RETURNS boolean
-    LANGUAGE plpgsql VOLATILE PARALLEL SAFE
-AS $$
-BEGIN
-    RETURN row_org_id = current_setting('app.org_id', true)
-       AND row_mode = current_setting('app.mode', true);
-END
-$$;
-
 ALTER TABLE customers ENABLE ROW LEVEL SECURITY;
 ALTER TABLE idempotency_keys ENABLE ROW LEVEL SECURITY;
 
+-- A missing binding reads as NULL or '' (once set in the session), which matches no row.
 CREATE POLICY tenant_rows ON customers TO customers_app
-    USING (customers_app_tenant_is(org_id, mode))
-    WITH CHECK (customers_app_tenant_is(org_id, mode));
+    USING (mode || '/' || org_id = current_setting('app.tenant', true))
+    WITH CHECK (mode || '/' || org_id = current_setting('app.tenant', true));
 
 CREATE POLICY tenant_rows ON idempotency_keys TO customers_app
-    USING (customers_app_tenant_is(org_id, mode))
-    WITH CHECK (customers_app_tenant_is(org_id, mode));
+    USING (mode || '/' || org_id = current_setting('app.tenant', true))
+    WITH CHECK (mode || '/' || org_id = current_setting('app.tenant', true));
 
 -- The sweeper deletes expired keys of every tenant. It binds no tenant; it marks its own
 -- transaction with app.sweeper = on, and may then see and delete expired keys only.

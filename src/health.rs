@@ -3,13 +3,14 @@
 use actix_web::{web, HttpResponse};
 
 use crate::error::ApiError;
+use crate::request_context;
 use crate::startup::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Resources (not bare routes), so that another method is 405 with `Allow`, not 404.
-    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
-        .service(web::resource("/readyz").route(web::get().to(readyz)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)));
+    cfg.service(request_context::resource("/healthz").route(web::get().to(healthz)))
+        .service(request_context::resource("/readyz").route(web::get().to(readyz)))
+        .service(request_context::resource("/metrics").route(web::get().to(metrics)));
 }
 
 /// The process is alive; touches nothing else, so it answers even when the database does not.

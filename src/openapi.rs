@@ -91,9 +91,13 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
 });
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/openapi.json").route(web::get().to(openapi_json)))
-        .service(web::resource(["/docs", "/docs/"]).route(web::get().to(docs_page)))
-        .service(web::resource("/docs/assets/{file}").route(web::get().to(docs_asset)));
+    cfg.service(
+        crate::request_context::resource("/openapi.json").route(web::get().to(openapi_json)),
+    )
+    .service(web::resource(["/docs", "/docs/"]).route(web::get().to(docs_page)))
+    .service(
+        crate::request_context::resource("/docs/assets/{file}").route(web::get().to(docs_asset)),
+    );
 }
 
 async fn openapi_json() -> HttpResponse {

@@ -13,20 +13,23 @@ pub mod validation;
 
 use actix_web::web;
 
+use crate::request_context;
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/v1/customers")
+        request_context::resource("/v1/customers")
             .name("customers")
             .route(web::post().to(handlers::create))
             .route(web::get().to(handlers::list)),
     )
     .service(
-        web::resource("/v1/customers/{id}")
+        request_context::resource("/v1/customers/{id}")
             .route(web::get().to(handlers::retrieve))
             .route(web::patch().to(handlers::update))
             .route(web::delete().to(handlers::delete)),
     )
     .service(
-        web::resource("/v1/customers/{id}/activate").route(web::post().to(handlers::activate)),
+        request_context::resource("/v1/customers/{id}/activate")
+            .route(web::post().to(handlers::activate)),
     );
 }

@@ -1,9 +1,12 @@
-//! All SQL about customers. Every statement is scoped by tenant (org_id, mode), and binds that
-//! tenant for the row-level security policies (migration 3) in the same condition:
-//! `org_id = (SELECT set_config('app.org_id', $1, true))`. The sub-select is an InitPlan, which
-//! PostgreSQL computes before the index scan it keys can fetch a row, so the policy (checked on
-//! each fetched row) always sees the binding; `is_local` ends it with the statement's
-//! transaction. No extra round trip, and a statement that forgot it finds nothing.
+//! All SQL about customers. Every statement is scoped by tenant (org_id, mode), and also binds
+//! that tenant for the row-level security policies of migration 3, in the statement itself:
+//!
+//!     AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+//!
+//! The condition refers to no row, so PostgreSQL evaluates it once, as a gate ("One-Time
+//! Filter") before the scan below it starts: the policy, checked on every row, always sees the
+//! binding. `is_local` ends it with the statement's transaction, so it never outlives the
+//! request. No extra round trip; and a statement that forgot it finds nothing.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, Postgres, QueryBuilder};
@@ -22,8 +25,8 @@ pub async fn find(
         r#"SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata,
                   version, created_at, updated_at
              FROM customers
-            WHERE org_id = (SELECT set_config('app.org_id', $1, true))
-              AND mode = (SELECT set_config('app.mode', $2, true))
+            WHERE org_id = $1 AND mode = $2
+              AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
               AND id = $3"#,
         tenant.org,
         tenant.mode.as_str(),
@@ -45,8 +48,8 @@ pub async fn find_for_update(
         r#"SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata,
                   version, created_at, updated_at
              FROM customers
-            WHERE org_id = (SELECT set_config('app.org_id', $1, true))
-              AND mode = (SELECT set_config('app.mode', $2, true))
+            WHERE org_id = $1 AND mode = $2
+              AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
               AND id = $3
               FOR UPDATE"#,
         tenant.org,
@@ -69,8 +72,8 @@ pub async fn insert(
         CustomerRow,
         r#"INSERT INTO customers (org_id, mode, id, type, email, phone, first_name, last_name,
                                   policy, metadata, created_at, updated_at)
-           VALUES ((SELECT set_config('app.org_id', $1, true)),
-                   (SELECT set_config('app.mode', $2, true)), $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11
+            WHERE set_config('app.tenant', $2 || '/' || $1, true) IS NOT NULL
            RETURNING id, type AS kind, status, email, phone, first_name, last_name, policy,
                      metadata, version, created_at, updated_at"#,
         tenant.org,
@@ -108,8 +111,8 @@ pub async fn update_fields(
             r#"UPDATE customers
                   SET email = $5, phone = $6, first_name = $7, last_name = $8, policy = $9,
                       metadata = $10, version = version + 1, updated_at = $11
-                WHERE org_id = (SELECT set_config('app.org_id', $1, true))
-                  AND mode = (SELECT set_config('app.mode', $2, true))
+                WHERE org_id = $1 AND mode = $2
+                  AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
                   AND id = $3 AND version = $4
                   AND status <> 'deleted'
                RETURNING 1 AS "written!""#,
@@ -134,16 +137,16 @@ pub async fn update_fields(
                UPDATE customers
                   SET email = $5, phone = $6, first_name = $7, last_name = $8, policy = $9,
                       metadata = $10, version = version + 1, updated_at = $11
-                WHERE org_id = (SELECT set_config('app.org_id', $1, true))
-                  AND mode = (SELECT set_config('app.mode', $2, true))
+                WHERE org_id = $1 AND mode = $2
+                  AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
                   AND id = $3 AND version = $4
                   AND status <> 'deleted'
                RETURNING 1
            ), saved AS (
                UPDATE idempotency_keys
                   SET status_code = $13, body = $14, location = NULL, etag = $15
-                WHERE org_id = (SELECT set_config('app.org_id', $1, true))
-                  AND mode = (SELECT set_config('app.mode', $2, true))
+                WHERE org_id = $1 AND mode = $2
+                  AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
                   AND key = $12
                   AND EXISTS (SELECT 1 FROM written)
                RETURNING 1
@@ -187,8 +190,8 @@ pub async fn transition(
         CustomerRow,
         r#"UPDATE customers
               SET status = $5, version = version + 1, updated_at = GREATEST($7, updated_at)
-            WHERE org_id = (SELECT set_config('app.org_id', $1, true))
-              AND mode = (SELECT set_config('app.mode', $2, true))
+            WHERE org_id = $1 AND mode = $2
+              AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
               AND id = $3 AND status = ANY($4)
               AND ($6::bigint IS NULL OR version = $6)
            RETURNING id, type AS kind, status, email, phone, first_name, last_name, policy,
@@ -225,12 +228,14 @@ pub async fn list(
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata, \
                 version, created_at, updated_at \
-           FROM customers WHERE org_id = (SELECT set_config('app.org_id', ",
+           FROM customers WHERE org_id = ",
     );
     q.push_bind(&tenant.org)
-        .push(", true)) AND mode = (SELECT set_config('app.mode', ")
+        .push(" AND mode = ")
         .push_bind(tenant.mode.as_str())
-        .push(", true))");
+        .push(" AND (SELECT set_config('app.tenant', ")
+        .push_bind(format!("{}/{}", tenant.mode.as_str(), tenant.org))
+        .push(", true)) IS NOT NULL");
     match filter.status {
         Some(status) => q.push(" AND status = ").push_bind(status),
         None => q.push(" AND status <> 'deleted'"),

@@ -44,10 +44,9 @@ pub async fn claim(
     let wait_ms = wait.as_millis().max(1).to_string();
     let claimed = sqlx::query_scalar!(
         r#"INSERT INTO idempotency_keys (org_id, mode, key, fingerprint, expires_at)
-           SELECT (SELECT set_config('app.org_id', $1, true)),
-                  (SELECT set_config('app.mode', $2, true)),
-                  $3, $4, now() + make_interval(secs => $5)
-            WHERE set_config('lock_timeout', $6, true) IS NOT NULL
+           SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
+            WHERE set_config('app.tenant', $2 || '/' || $1, true) IS NOT NULL
+              AND set_config('lock_timeout', $6, true) IS NOT NULL
            ON CONFLICT (org_id, mode, key) DO UPDATE
               SET fingerprint = EXCLUDED.fingerprint, status_code = NULL, body = NULL,
                   location = NULL, etag = NULL, created_at = now(),
@@ -69,8 +68,8 @@ pub async fn claim(
     let row = sqlx::query!(
         r#"SELECT fingerprint, status_code, body, location, etag
              FROM idempotency_keys
-            WHERE org_id = (SELECT set_config('app.org_id', $1, true))
-              AND mode = (SELECT set_config('app.mode', $2, true))
+            WHERE org_id = $1 AND mode = $2
+              AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
               AND key = $3"#,
         tenant.org,
         tenant.mode.as_str(),
@@ -111,8 +110,8 @@ pub async fn save(
     sqlx::query!(
         r#"UPDATE idempotency_keys
               SET status_code = $4, body = $5, location = $6, etag = $7
-            WHERE org_id = (SELECT set_config('app.org_id', $1, true))
-              AND mode = (SELECT set_config('app.mode', $2, true))
+            WHERE org_id = $1 AND mode = $2
+              AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
               AND key = $3"#,
         tenant.org,
         tenant.mode.as_str(),

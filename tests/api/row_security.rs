@@ -2,8 +2,6 @@
 //! These tests work on the database directly as the service's role, doing what a buggy query
 //! would do, and check that the policies stop it.
 
-use std::time::Duration;
-
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection, Row};
 
@@ -11,8 +9,8 @@ use crate::helpers::*;
 
 /// A connection acting like one of the service's pooled connections: the role the pool
 /// switches to (src/db.rs), with no tenant bound.
-async fn as_service_role(app: &TestApp) -> PgConnection {
-    let mut conn = PgConnection::connect_with(&app.db_options)
+async fn as_service_role(db_options: &sqlx::postgres::PgConnectOptions) -> PgConnection {
+    let mut conn = PgConnection::connect_with(db_options)
         .await
         .expect("connect to the test database");
     conn.execute("SET ROLE customers_app")
@@ -54,7 +52,10 @@ async fn the_service_pool_works_as_the_restricted_role() {
     .await
     .expect("a pooled connection answers");
     assert_eq!(user, "customers_app");
-    assert!(!bypass, "the service role must not bypass row-level security");
+    assert!(
+        !bypass,
+        "the service role must not bypass row-level security"
+    );
 }
 
 #[tokio::test]
@@ -72,7 +73,7 @@ async fn a_query_without_a_tenant_sees_nothing() {
     assert_eq!(response.status(), 201);
     assert_eq!(app.count_customers().await, 3, "the rows are there");
 
-    let mut conn = as_service_role(&app).await;
+    let mut conn = as_service_role(&app.db_options).await;
     let customers: i64 = sqlx::query_scalar("SELECT count(*) FROM customers")
         .fetch_one(&mut conn)
         .await
@@ -98,13 +99,11 @@ async fn a_query_without_a_tenant_sees_nothing() {
 async fn a_query_that_forgot_its_tenant_filter_sees_only_the_bound_tenant() {
     let app = spawn_app().await;
     let (mine, theirs) = two_tenants(&app).await;
-    let mut conn = as_service_role(&app).await;
+    let mut conn = as_service_role(&app.db_options).await;
     let mut tx = conn.begin().await.expect("begin");
-    tx.execute(
-        "SELECT set_config('app.org_id', 'org_a', true), set_config('app.mode', 'test', true)",
-    )
-    .await
-    .expect("bind org_a");
+    tx.execute("SELECT set_config('app.tenant', 'test/org_a', true)")
+        .await
+        .expect("bind org_a");
 
     let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM customers")
         .fetch_all(&mut *tx)
@@ -154,8 +153,11 @@ async fn a_query_that_forgot_its_tenant_filter_sees_only_the_bound_tenant() {
 
 #[tokio::test]
 async fn the_sweeper_marker_reaches_expired_keys_only() {
-    // The service's own sweeper must not get to the expired key first.
-    let app = spawn_app_with(|s| s.idempotency.sweep_interval = Duration::from_secs(3600)).await;
+    // A database without a server: the service's own sweeper must not get to the key first.
+    let db_options = fresh_database().await;
+    let admin = sqlx::PgPool::connect_with(db_options.clone())
+        .await
+        .expect("connect as the owner");
     for (key, expired) in [("old", true), ("fresh", false)] {
         sqlx::query(
             "INSERT INTO idempotency_keys (org_id, mode, key, fingerprint, status_code, body, \
@@ -165,11 +167,11 @@ async fn the_sweeper_marker_reaches_expired_keys_only() {
         .bind(key)
         .bind(vec![0u8; 32])
         .bind(expired)
-        .execute(&app.db)
+        .execute(&admin)
         .await
         .expect("insert a key");
     }
-    let mut conn = as_service_role(&app).await;
+    let mut conn = as_service_role(&db_options).await;
     let mut tx = conn.begin().await.expect("begin");
     tx.execute("SELECT set_config('app.sweeper', 'on', true)")
         .await
@@ -203,7 +205,7 @@ async fn the_sweeper_marker_reaches_expired_keys_only() {
     tx.commit().await.expect("commit");
     assert_eq!(deleted.rows_affected(), 1);
     let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys")
-        .fetch_all(&app.db)
+        .fetch_all(&admin)
         .await
         .expect("keys left");
     assert_eq!(left, vec!["fresh".to_owned()]);
