@@ -23,6 +23,7 @@ TARGETS = {
     "scale": 0.9,
     "fixed_p99_ms": 10.0,
     "rss_mib": 100.0,
+    "rls_cost": 0.05,    # row-level security costs at most 5 % of throughput
 }
 
 SCENARIOS = [
@@ -282,6 +283,29 @@ def report(d, out_path):
         table(["scenario", "req/s small", "req/s large", "p50 ms", "p99 ms", "max ms", "errors",
                "large/small", "target"], srows)
 
+    # Row-level security cost: runs with the policies on (the main run and a second run right
+    # after the policies-off run) against the policies-off run.
+    rrows = []
+    rls = {}
+    for name, label, _ in SCENARIOS[:3]:
+        off = wrk_result(d, "rls_off_" + name)
+        again = wrk_result(d, "rls_on_" + name)
+        on = sc.get(name)
+        if off is None or on is None or not off["rps"]:
+            continue
+        on_rps = [r["rps"] for r in (on, again) if r]
+        median_on = sorted(on_rps)[len(on_rps) // 2] if len(on_rps) % 2 else sum(on_rps) / 2
+        cost = round(1 - median_on / off["rps"], 3)
+        rls[name] = {"rps_on": on_rps, "rps_off": off["rps"], "cost": cost}
+        rrows.append([label, " / ".join(fmt(r, 0) for r in on_rps), fmt(off["rps"], 0),
+                      "%.1f %%" % (cost * 100),
+                      "<= 5 %% %s" % ("ok" if cost <= TARGETS["rls_cost"] else "ABOVE")])
+    if rrows:
+        res["row_level_security"] = rls
+        print()
+        print("== row-level security: policies on vs off (same run) ==")
+        table(["scenario", "req/s on (main / after)", "req/s off", "cost", "target"], rrows)
+
     # Resources.
     resources = load(os.path.join(d, "resources.json")) or {}
     res["server"] = resources
@@ -295,8 +319,9 @@ def report(d, out_path):
         if scale and resources.get("peak_rss_mib_small") is not None:
             print("        peak RSS before the scale phase: %s MiB" % fmt(resources["peak_rss_mib_small"], 1))
 
+    extra = [wrk_result(d, p + name) for p in ("rls_off_", "rls_on_") for name, _, _ in SCENARIOS[:3]]
     all_errors = sum(r["errors"] for r in sc.values()) + sum(r["errors"] for r in fixed.values()) \
-        + sum(r["errors"] for r in scale.values())
+        + sum(r["errors"] for r in scale.values()) + sum(r["errors"] for r in extra if r)
     res["total_errors"] = all_errors
     print("errors over all runs: %d%s" % (all_errors, "" if all_errors == 0 else "  <-- must be 0"))
 

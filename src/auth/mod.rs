@@ -72,7 +72,7 @@ impl Scope {
 }
 
 /// The claims this service reads. Unknown claims are ignored, as JWT consumers must.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub org: String,
@@ -153,7 +153,7 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         return Err(ApiError::Unauthorized("the token's org claim is not valid"));
     }
     let tenant = Tenant {
-        org: claims.org,
+        org: claims.org.clone(),
         mode: claims.mode,
     };
     req.extensions_mut().insert(tenant.clone());
