@@ -312,7 +312,10 @@ mod tests {
         expired.exp = jsonwebtoken::get_current_timestamp() - 3600;
         ring.verified.insert(token.clone(), Arc::new(expired));
         let err = ring.verify(&token).expect_err("expired on a cache hit");
-        assert!(matches!(err, ApiError::Unauthorized("the token has expired")));
+        assert!(matches!(
+            err,
+            ApiError::Unauthorized("the token has expired")
+        ));
     }
 
     #[test]
@@ -324,6 +327,9 @@ mod tests {
         let last = tampered.pop().expect("non-empty");
         tampered.push(if last == 'A' { 'B' } else { 'A' });
         assert!(ring.verify(&tampered).is_err());
-        assert!(ring.verified.get(tampered.as_str()).is_none(), "failures are not kept");
+        assert!(
+            ring.verified.get(tampered.as_str()).is_none(),
+            "failures are not kept"
+        );
     }
 }

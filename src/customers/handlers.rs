@@ -17,7 +17,7 @@ use super::repo::{self, ListFilter};
 use super::validation::CustomerFields;
 use crate::auth::{Caller, Scope, Tenant};
 use crate::error::ApiError;
-use crate::idempotency::{self, WriteResponse};
+use crate::idempotency::{self, ClaimBy, Done, WriteResponse};
 use crate::json_body::JsonObject;
 use crate::openapi::ErrorEnvelope;
 use crate::startup::AppState;
@@ -173,12 +173,12 @@ pub async fn create(
             let row = repo::insert(conn, &work_tenant, &id, kind, &values, created_at).await?;
             let mut response = ok(&row, actix_web::http::StatusCode::CREATED);
             response.location = Some(format!("/v1/customers/{}", row.id));
-            Ok(response)
+            Ok(response.into())
         })
     });
     state
         .executor()
-        .execute(&tenant, key.as_ref(), fingerprint, work)
+        .execute(&tenant, key.as_ref(), fingerprint, ClaimBy::Executor, work)
         .await
 }
 
@@ -284,16 +284,38 @@ pub async fn update(
     let work_tenant = tenant.clone();
     let work: idempotency::Work = Box::new(move |conn: &mut PgConnection, pending| {
         Box::pin(async move {
+            // With a key, the first read also claims it (ClaimBy::Work), before anything else.
+            let mut claimed_read = match pending {
+                Some(pending) => {
+                    let (claimed, current) = repo::claim_and_find(&mut *conn, pending, &id)
+                        .await
+                        .map_err(idempotency::claim_error)?;
+                    if !claimed {
+                        return Ok(Done::KeyTaken);
+                    }
+                    Some(current)
+                }
+                None => None,
+            };
             if !plausible_id(&id) {
                 return Err(ApiError::not_found());
             }
             for _ in 0..OPTIMISTIC_ATTEMPTS {
-                let current = repo::find(&mut *conn, &work_tenant, &id).await?;
-                match patch_once(&mut *conn, &work_tenant, current, &if_match, &body, pending)
-                    .await?
-                {
-                    Some(response) => return Ok(response),
-                    None => continue, // lost a race with another writer: read again
+                // The claim's read may predate a wait on the key: good for a compare-and-set,
+                // not for deciding that nothing changes.
+                let (current, trusted) = match claimed_read.take() {
+                    Some(current) => (current, false),
+                    None => (repo::find(&mut *conn, &work_tenant, &id).await?, true),
+                };
+                let round =
+                    patch_once(&mut *conn, &work_tenant, current, &if_match, &body, pending);
+                match round.await {
+                    Ok(Some(response)) if trusted || response.stored => return Ok(response.into()),
+                    // A failed statement (not a business answer) ends the transaction's use.
+                    Err(e) if trusted || !e.is_business_outcome() => return Err(e),
+                    // Lost a race with another writer, or an answer from an untrusted read
+                    // that wrote nothing: read again.
+                    _ => continue,
                 }
             }
             // Still losing: lock the row so this PATCH makes progress.
@@ -303,12 +325,12 @@ pub async fn update(
                 .await?
                 .ok_or_else(|| ApiError::internal("locked PATCH lost its compare-and-set"))?;
             tx.commit().await?;
-            Ok(response)
+            Ok(response.into())
         })
     });
     state
         .executor()
-        .execute(&tenant, key.as_ref(), fingerprint, work)
+        .execute(&tenant, key.as_ref(), fingerprint, ClaimBy::Work, work)
         .await
 }
 
@@ -457,7 +479,7 @@ async fn transition(
                         repo::transition(&mut *conn, &work_tenant, &id, from, to, expected, now())
                             .await?;
                     if let Some(row) = moved {
-                        return Ok(ok(&row, actix_web::http::StatusCode::OK));
+                        return Ok(ok(&row, actix_web::http::StatusCode::OK).into());
                     }
                 }
                 let current = repo::find(&mut *conn, &work_tenant, &id)
@@ -465,7 +487,7 @@ async fn transition(
                     .ok_or_else(ApiError::not_found)?;
                 if_match.check(&current)?;
                 if current.status == to {
-                    return Ok(ok(&current, actix_web::http::StatusCode::OK));
+                    return Ok(ok(&current, actix_web::http::StatusCode::OK).into());
                 }
                 if current.is_deleted() {
                     return Err(ApiError::CustomerDeleted);
@@ -483,7 +505,7 @@ async fn transition(
                     )
                     .await?;
                     if let Some(row) = moved {
-                        return Ok(ok(&row, actix_web::http::StatusCode::OK));
+                        return Ok(ok(&row, actix_web::http::StatusCode::OK).into());
                     }
                 }
                 // Changed between the two statements; go round again.
@@ -492,7 +514,7 @@ async fn transition(
     });
     state
         .executor()
-        .execute(&tenant, key.as_ref(), fingerprint, work)
+        .execute(&tenant, key.as_ref(), fingerprint, ClaimBy::Executor, work)
         .await
 }
 

@@ -1,7 +1,9 @@
 //! All SQL about customers. Every statement is scoped by tenant (org_id, mode), and also binds
 //! that tenant for the row-level security policies of migration 3, in the statement itself:
 //!
-//!     AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+//! ```sql
+//! AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+//! ```
 //!
 //! The condition refers to no row, so PostgreSQL evaluates it once, as a gate ("One-Time
 //! Filter") before the scan below it starts: the policy, checked on every row, always sees the
@@ -34,6 +36,87 @@ pub async fn find(
     )
     .fetch_optional(db)
     .await
+}
+
+/// `find` that also claims the key of a keyed PATCH, in one statement (the executor's claim,
+/// `idempotency::store::claim`, done here so as to save its round trip). `claimed` is false
+/// when the key was used or is in use; the customer is then of no interest.
+///
+/// The tenant gate runs first, then the customer is read, then the claim (in the projection)
+/// inserts the key row, waiting, bounded by `lock_timeout`, on a duplicate still in flight. The
+/// customer was read before any such wait, so it may be stale by then: a stale version loses
+/// the compare-and-set, and the caller does not trust it for no-op detection.
+pub async fn claim_and_find(
+    conn: &mut sqlx::PgConnection,
+    pending: &PendingKey,
+    id: &str,
+) -> Result<(bool, Option<CustomerRow>), sqlx::Error> {
+    let tenant = &pending.tenant;
+    let row = sqlx::query!(
+        r#"WITH claim AS (
+               INSERT INTO idempotency_keys (org_id, mode, key, fingerprint, expires_at)
+               SELECT $1, $2, $4, $5, now() + make_interval(secs => $6)
+                WHERE set_config('app.tenant', $2 || '/' || $1, true) IS NOT NULL
+                  AND set_config('lock_timeout', $7, true) IS NOT NULL
+               ON CONFLICT (org_id, mode, key) DO UPDATE
+                  SET fingerprint = EXCLUDED.fingerprint, status_code = NULL, body = NULL,
+                      location = NULL, etag = NULL, created_at = now(),
+                      expires_at = EXCLUDED.expires_at
+                WHERE idempotency_keys.expires_at <= now()
+               RETURNING set_config('lock_timeout', '0', true) IS NOT NULL AS claimed
+           )
+           SELECT EXISTS (SELECT 1 FROM claim) AS "claimed!",
+                  c.id AS "id?", c.type AS "kind?", c.status AS "status?", c.email, c.phone,
+                  c.first_name, c.last_name, c.policy, c.metadata AS "metadata?",
+                  c.version AS "version?", c.created_at AS "created_at?",
+                  c.updated_at AS "updated_at?"
+             FROM (SELECT 1) AS one
+             LEFT JOIN customers c ON c.org_id = $1 AND c.mode = $2 AND c.id = $3
+            WHERE (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL"#,
+        tenant.org,
+        tenant.mode.as_str(),
+        id,
+        pending.key.as_str(),
+        &pending.fingerprint[..],
+        pending.claim_retention_secs(),
+        pending.claim_wait_ms()
+    )
+    .fetch_one(conn)
+    .await?;
+    let customer = match (
+        row.id,
+        row.kind,
+        row.status,
+        row.metadata,
+        row.version,
+        row.created_at,
+        row.updated_at,
+    ) {
+        (
+            Some(id),
+            Some(kind),
+            Some(status),
+            Some(metadata),
+            Some(version),
+            Some(created_at),
+            Some(updated_at),
+        ) => Some(CustomerRow {
+            id,
+            kind,
+            status,
+            email: row.email,
+            phone: row.phone,
+            first_name: row.first_name,
+            last_name: row.last_name,
+            policy: row.policy,
+            metadata,
+            version,
+            created_at,
+            updated_at,
+        }),
+        _ => None,
+    };
+    Ok((row.claimed, customer))
 }
 
 /// Like `find`, but locks the row until the transaction ends: used when optimistic updates

@@ -8,6 +8,8 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, ETAG, LOCATION
 use actix_web::http::{Method, StatusCode};
 use actix_web::HttpResponse;
 use futures_util::future::BoxFuture;
+use std::time::Duration;
+
 use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -100,11 +102,63 @@ pub struct WriteResponse {
     pub stored: bool,
 }
 
-/// The key a write runs under, handed to its work so that the work's final statement can store
-/// the response together with the business write: one round trip fewer per keyed write.
+/// The key a write runs under, handed to its work. A work may store its response in its final
+/// statement, together with the business write ([`WriteResponse::stored`]); a work run with
+/// [`ClaimBy::Work`] also claims the key in its first statement, together with its first read
+/// (`claim_*` give what that statement needs). One round trip fewer each.
 pub struct PendingKey {
     pub tenant: Tenant,
     pub key: IdempotencyKey,
+    pub fingerprint: [u8; 32],
+    retention: Duration,
+    wait: Duration,
+}
+
+impl PendingKey {
+    /// Seconds a claimed key is kept.
+    pub fn claim_retention_secs(&self) -> f64 {
+        self.retention.as_secs_f64()
+    }
+
+    /// The `lock_timeout` (ms, as text) for waiting on a duplicate still in flight.
+    pub fn claim_wait_ms(&self) -> String {
+        self.wait.as_millis().max(1).to_string()
+    }
+}
+
+/// Who claims the key of a keyed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimBy {
+    /// The executor, in a statement of its own before the work runs.
+    Executor,
+    /// The work, in its first statement (which must then claim the key before anything else the
+    /// work does). It answers [`Done::KeyTaken`] when the key was not free.
+    Work,
+}
+
+/// What a work did.
+pub enum Done {
+    /// Ran: this is the response.
+    Response(WriteResponse),
+    /// Claimed the key itself (`ClaimBy::Work`) and found it used or in use; nothing was done.
+    KeyTaken,
+}
+
+impl From<WriteResponse> for Done {
+    fn from(response: WriteResponse) -> Self {
+        Done::Response(response)
+    }
+}
+
+/// Turns a failed claim statement into the API's answer: a duplicate that waited past the bound
+/// is 409 `idempotency_request_in_progress` (not the 503 of other lock timeouts).
+pub fn claim_error(e: sqlx::Error) -> ApiError {
+    if is_lock_timeout(&e) {
+        crate::metrics::idempotency_event("in_progress");
+        ApiError::IdempotencyInProgress
+    } else {
+        e.into()
+    }
 }
 
 impl WriteResponse {
@@ -149,7 +203,7 @@ pub type Work<'a> = Box<
     dyn for<'c> FnOnce(
             &'c mut PgConnection,
             Option<&'c PendingKey>,
-        ) -> BoxFuture<'c, Result<WriteResponse, ApiError>>
+        ) -> BoxFuture<'c, Result<Done, ApiError>>
         + Send
         + 'a,
 >;
@@ -166,61 +220,84 @@ impl Executor<'_> {
         tenant: &Tenant,
         key: Option<&IdempotencyKey>,
         fingerprint: [u8; 32],
+        claim_by: ClaimBy,
         work: Work<'_>,
     ) -> Result<HttpResponse, ApiError> {
         let Some(key) = key else {
             // No key: each statement of the work is its own atomic write; nothing is stored.
             let mut conn = crate::db::acquire(self.pool).await?;
-            return match work(&mut conn, None).await {
-                Ok(response) => Ok(response.into_http(false)),
-                Err(e) => Err(e),
+            return match work(&mut conn, None).await? {
+                Done::Response(response) => Ok(response.into_http(false)),
+                Done::KeyTaken => Err(ApiError::internal("a write without a key took a key")),
             };
         };
 
         let mut conn = crate::db::acquire(self.pool).await?;
         let mut tx = conn.begin().await?;
-        let claim = store::claim(
-            &mut tx,
-            tenant,
-            key,
-            &fingerprint,
-            self.settings.retention,
-            self.settings.wait,
-        )
-        .await;
+        if claim_by == ClaimBy::Executor {
+            let claim = store::claim(
+                &mut tx,
+                tenant,
+                key,
+                &fingerprint,
+                self.settings.retention,
+                self.settings.wait,
+            )
+            .await
+            .map_err(claim_error)?;
+            if let Some(answer) = self.answer_taken(claim, &fingerprint) {
+                return answer;
+            }
+        }
+        let pending = PendingKey {
+            tenant: tenant.clone(),
+            key: key.clone(),
+            fingerprint,
+            retention: self.settings.retention,
+            wait: self.settings.wait,
+        };
+        let response = match work(&mut tx, Some(&pending)).await {
+            Ok(Done::Response(response)) => response,
+            Ok(Done::KeyTaken) => {
+                // Gone again since the work's claim only if it had just expired: a retry
+                // claims it afresh.
+                let claim = store::existing(&mut tx, tenant, key)
+                    .await?
+                    .unwrap_or(store::Claim::InProgress);
+                return self
+                    .answer_taken(claim, &fingerprint)
+                    .unwrap_or_else(|| Err(ApiError::internal("a taken key was claimed")));
+            }
+            Err(e) if e.is_business_outcome() => WriteResponse::from_error(&e),
+            // Rejected or failed: nothing is stored, the key stays free (drop = rollback).
+            Err(e) => return Err(e),
+        };
+        if !response.stored {
+            store::save(&mut tx, tenant, key, &response).await?;
+        }
+        tx.commit().await?;
+        Ok(response.into_http(false))
+    }
+
+    /// The answer to a request whose key was not free (`None` when it was claimed): the stored
+    /// response replayed, 422 for another request under the same key, or 409 while the first
+    /// request is still running. The transaction is dropped (rolled back) by the caller.
+    fn answer_taken(
+        &self,
+        claim: store::Claim,
+        fingerprint: &[u8; 32],
+    ) -> Option<Result<HttpResponse, ApiError>> {
         match claim {
-            Err(e) if is_lock_timeout(&e) => {
-                crate::metrics::idempotency_event("in_progress");
-                Err(ApiError::IdempotencyInProgress)
+            store::Claim::Claimed => None,
+            store::Claim::Existing(stored) if stored.fingerprint != fingerprint => {
+                crate::metrics::idempotency_event("mismatch");
+                Some(Err(ApiError::IdempotencyKeyReused))
             }
-            Err(e) => Err(e.into()),
-            Ok(store::Claim::Existing(stored)) => {
-                tx.rollback().await?;
-                if stored.fingerprint != fingerprint {
-                    crate::metrics::idempotency_event("mismatch");
-                    return Err(ApiError::IdempotencyKeyReused);
-                }
+            store::Claim::Existing(stored) => {
                 crate::metrics::idempotency_event("replay");
-                Ok(stored.response.into_http(true))
+                Some(Ok(stored.response.into_http(true)))
             }
-            Ok(store::Claim::InProgress) => Err(ApiError::IdempotencyInProgress),
-            Ok(store::Claim::Claimed) => {
-                let pending = PendingKey {
-                    tenant: tenant.clone(),
-                    key: key.clone(),
-                };
-                let response = match work(&mut tx, Some(&pending)).await {
-                    Ok(response) => response,
-                    Err(e) if e.is_business_outcome() => WriteResponse::from_error(&e),
-                    // Rejected or failed: nothing is stored, the key stays free (drop = rollback).
-                    Err(e) => return Err(e),
-                };
-                if !response.stored {
-                    store::save(&mut tx, tenant, key, &response).await?;
-                }
-                tx.commit().await?;
-                Ok(response.into_http(false))
-            }
+            store::Claim::InProgress => Some(Err(ApiError::IdempotencyInProgress)),
         }
     }
 }

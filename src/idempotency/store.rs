@@ -65,6 +65,20 @@ pub async fn claim(
     if claimed.is_some() {
         return Ok(Claim::Claimed);
     }
+    match existing(conn, tenant, key).await? {
+        Some(claim) => Ok(claim),
+        // Swept between the two statements: it had expired, so the key is free again.
+        None => Box::pin(claim(conn, tenant, key, fingerprint, retention, wait)).await,
+    }
+}
+
+/// The key's row when a claim found it taken: its stored response, or `InProgress` for a row
+/// without one. `None` when the row is gone (it had expired and was swept in between).
+pub async fn existing(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    key: &IdempotencyKey,
+) -> Result<Option<Claim>, sqlx::Error> {
     let row = sqlx::query!(
         r#"SELECT fingerprint, status_code, body, location, etag
              FROM idempotency_keys
@@ -78,17 +92,16 @@ pub async fn claim(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else {
-        // Swept between the two statements: it had expired, so the key is free again.
-        return Box::pin(claim(conn, tenant, key, fingerprint, retention, wait)).await;
+        return Ok(None);
     };
     let (Some(status), Some(body)) = (row.status_code, row.body) else {
-        return Ok(Claim::InProgress);
+        return Ok(Some(Claim::InProgress));
     };
     let status = u16::try_from(status)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    Ok(Claim::Existing(Stored {
+    Ok(Some(Claim::Existing(Stored {
         fingerprint: row.fingerprint,
         response: WriteResponse {
             status,
@@ -97,7 +110,7 @@ pub async fn claim(
             etag: row.etag,
             stored: true,
         },
-    }))
+    })))
 }
 
 /// Stores the response in the claiming transaction, so it commits with the business write.

@@ -1339,6 +1339,17 @@ impl<'a> Worker<'a> {
     }
 }
 
+/// (id, org, status, version, email, metadata.marker, metadata.note) as stored.
+type StoredRow = (
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_never_see_each_others_data_under_a_random_workload() {
     let seed: u64 = std::env::var("ISOLATION_SEED")
@@ -1412,15 +1423,7 @@ async fn tenants_never_see_each_others_data_under_a_random_workload() {
     // The database agrees with every tenant's model: nothing was written across tenants.
     let mut total = 0;
     for w in &workers {
-        let rows: Vec<(
-            String,
-            String,
-            String,
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        )> = sqlx::query_as(
+        let rows: Vec<StoredRow> = sqlx::query_as(
             "SELECT id, org_id, status, version, email, metadata->>'marker', metadata->>'note' \
                  FROM customers WHERE org_id = $1 AND mode = $2 ORDER BY id",
         )
@@ -1469,7 +1472,8 @@ async fn tenants_never_see_each_others_data_under_a_random_workload() {
     }
     println!(
         "tenant isolation: seed {seed:#x}, 4 tenants x {steps} steps, {requests} requests, \
-         {total} customers, {} foreign secrets checked per answer; ops {ops:?}",
+         {total} customers, {} tenant-owned strings checked against every other tenant's answers; \
+         ops {ops:?}",
         secrets.iter().map(BTreeSet::len).sum::<usize>()
     );
 }
