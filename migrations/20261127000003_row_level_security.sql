@@ -10,11 +10,15 @@
 -- a statement that forgot the binding sees nothing at all.
 
 -- Roles belong to the whole cluster, so another database (a test database, a second
--- deployment) may have created it already.
+-- deployment) may have created it already; an operator may also create it beforehand, so that
+-- the migrating role needs no CREATEROLE.
 DO $$
 BEGIN
-    CREATE ROLE customers_app NOLOGIN NOBYPASSRLS;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'customers_app') THEN
+        CREATE ROLE customers_app NOLOGIN NOBYPASSRLS;
+    END IF;
 EXCEPTION
+    -- Created by a concurrent migration of another database between the test and the CREATE.
     WHEN duplicate_object OR unique_violation THEN NULL;
 END
 $$;

@@ -138,11 +138,11 @@ pub async fn create(
     let tenant = caller.require(Scope::Write)?.clone();
     let key = idempotency::key_from_headers(req.headers())?;
     let JsonObject(body) = body;
-    let fingerprint = idempotency::fingerprint(
-        &Method::POST,
-        req.path(),
-        Some(&Value::Object(body.clone())),
-    );
+    // Only a keyed request needs its fingerprint.
+    let keyed = key.map(|key| {
+        let fingerprint = idempotency::fingerprint(&Method::POST, req.path(), Some(&body));
+        (key, fingerprint)
+    });
     let work_tenant = tenant.clone();
     let work: idempotency::Work = Box::new(move |conn: &mut PgConnection, _| {
         Box::pin(async move {
@@ -178,7 +178,7 @@ pub async fn create(
     });
     state
         .executor()
-        .execute(&tenant, key.as_ref(), fingerprint, ClaimBy::Executor, work)
+        .execute(&tenant, keyed, ClaimBy::Executor, work)
         .await
 }
 
@@ -275,11 +275,10 @@ pub async fn update(
     let key = idempotency::key_from_headers(req.headers())?;
     let if_match = IfMatch::from_headers(req.headers())?;
     let JsonObject(body) = body;
-    let fingerprint = idempotency::fingerprint(
-        &Method::PATCH,
-        req.path(),
-        Some(&Value::Object(body.clone())),
-    );
+    let keyed = key.map(|key| {
+        let fingerprint = idempotency::fingerprint(&Method::PATCH, req.path(), Some(&body));
+        (key, fingerprint)
+    });
     let id = id.into_inner();
     let work_tenant = tenant.clone();
     let work: idempotency::Work = Box::new(move |conn: &mut PgConnection, pending| {
@@ -330,7 +329,7 @@ pub async fn update(
     });
     state
         .executor()
-        .execute(&tenant, key.as_ref(), fingerprint, ClaimBy::Work, work)
+        .execute(&tenant, keyed, ClaimBy::Work, work)
         .await
 }
 
@@ -462,7 +461,12 @@ async fn transition(
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency::key_from_headers(req.headers())?;
     let if_match = IfMatch::from_headers(req.headers())?;
-    let fingerprint = idempotency::fingerprint(req.method(), req.path(), None);
+    let keyed = key.map(|key| {
+        (
+            key,
+            idempotency::fingerprint(req.method(), req.path(), None),
+        )
+    });
     let work_tenant = tenant.clone();
     let work: idempotency::Work = Box::new(move |conn: &mut PgConnection, _| {
         Box::pin(async move {
@@ -514,7 +518,7 @@ async fn transition(
     });
     state
         .executor()
-        .execute(&tenant, key.as_ref(), fingerprint, ClaimBy::Executor, work)
+        .execute(&tenant, keyed, ClaimBy::Executor, work)
         .await
 }
 

@@ -78,7 +78,11 @@ fn parse_key(raw: &[u8]) -> Result<IdempotencyKey, ApiError> {
 
 /// What identifies "the same request": method, path and the parsed body in canonical form
 /// (serde_json's default map is ordered by key, and serialising drops all spacing).
-pub fn fingerprint(method: &Method, path: &str, body: Option<&serde_json::Value>) -> [u8; 32] {
+pub fn fingerprint(
+    method: &Method,
+    path: &str,
+    body: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> [u8; 32] {
     let mut hash = Sha256::new();
     hash.update(method.as_str().as_bytes());
     hash.update(b" ");
@@ -218,12 +222,11 @@ impl Executor<'_> {
     pub async fn execute(
         &self,
         tenant: &Tenant,
-        key: Option<&IdempotencyKey>,
-        fingerprint: [u8; 32],
+        keyed: Option<(IdempotencyKey, [u8; 32])>,
         claim_by: ClaimBy,
         work: Work<'_>,
     ) -> Result<HttpResponse, ApiError> {
-        let Some(key) = key else {
+        let Some((key, fingerprint)) = keyed else {
             // No key: each statement of the work is its own atomic write; nothing is stored.
             let mut conn = crate::db::acquire(self.pool).await?;
             return match work(&mut conn, None).await? {
@@ -238,7 +241,7 @@ impl Executor<'_> {
             let claim = store::claim(
                 &mut tx,
                 tenant,
-                key,
+                &key,
                 &fingerprint,
                 self.settings.retention,
                 self.settings.wait,
@@ -261,7 +264,7 @@ impl Executor<'_> {
             Ok(Done::KeyTaken) => {
                 // Gone again since the work's claim only if it had just expired: a retry
                 // claims it afresh.
-                let claim = store::existing(&mut tx, tenant, key)
+                let claim = store::existing(&mut tx, tenant, &key)
                     .await?
                     .unwrap_or(store::Claim::InProgress);
                 return self
@@ -273,7 +276,7 @@ impl Executor<'_> {
             Err(e) => return Err(e),
         };
         if !response.stored {
-            store::save(&mut tx, tenant, key, &response).await?;
+            store::save(&mut tx, tenant, &key, &response).await?;
         }
         tx.commit().await?;
         Ok(response.into_http(false))
@@ -327,9 +330,10 @@ mod tests {
 
     #[test]
     fn fingerprint_ignores_key_order_and_spacing() {
-        let a: serde_json::Value = serde_json::from_str(r#"{"a":1,"b":{"c":2}}"#).unwrap();
-        let b: serde_json::Value = serde_json::from_str(r#"{ "b" : {"c":2}, "a" : 1 }"#).unwrap();
-        let c: serde_json::Value = serde_json::from_str(r#"{"a":2,"b":{"c":2}}"#).unwrap();
+        type Map = serde_json::Map<String, serde_json::Value>;
+        let a: Map = serde_json::from_str(r#"{"a":1,"b":{"c":2}}"#).unwrap();
+        let b: Map = serde_json::from_str(r#"{ "b" : {"c":2}, "a" : 1 }"#).unwrap();
+        let c: Map = serde_json::from_str(r#"{"a":2,"b":{"c":2}}"#).unwrap();
         let path = "/v1/customers";
         assert_eq!(
             fingerprint(&Method::POST, path, Some(&a)),

@@ -290,6 +290,7 @@ impl Service {
         let logs = test_log_dir();
         std::fs::create_dir_all(&logs).expect("create the test log directory");
         let log = logs.join(format!("faults-{name}-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("a log file");
         let child = Command::new(BIN)
             .current_dir(dir)
             .env_clear()
@@ -303,8 +304,13 @@ impl Service {
             .env("CUSTOMERS_API__RATE_LIMIT__ENABLED", "false")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("a log file"))
+            // The service logs to stdout; both streams go to the scanned file.
+            .stdout(
+                log_file
+                    .try_clone()
+                    .expect("a second handle on the log file"),
+            )
+            .stderr(log_file)
             .spawn()
             .expect("spawn the service");
         Service { child, port, log }
