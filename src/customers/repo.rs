@@ -39,7 +39,8 @@ pub async fn find(
 }
 
 /// `find` that also claims the key of a keyed PATCH, in one statement (the executor's claim,
-/// `idempotency::store::claim`, done here so as to save its round trip). `claimed` is false
+/// `idempotency::store::claim`, repeated here as a CTE to save its round trip: keep the two
+/// INSERTs the same). `claimed` is false
 /// when the key was used or is in use; the customer is then of no interest.
 ///
 /// The tenant gate runs first, then the customer is read, then the claim (in the projection)

@@ -32,6 +32,10 @@ pub enum Claim {
 /// (the WHERE of the SELECT runs first) and set back to 0 in RETURNING, which runs only for a
 /// claimed key and only after any wait: the request's own work is never cut off by the bound
 /// meant for duplicates (the statement timeout still bounds it). One round trip for all of it.
+///
+/// `customers::repo::claim_and_find` runs this same INSERT as a CTE beside the read of a keyed
+/// PATCH (sqlx checks each statement as one literal, so the text is repeated there): a change to
+/// one is a change to both.
 pub async fn claim(
     conn: &mut PgConnection,
     tenant: &Tenant,
