@@ -235,40 +235,30 @@ impl Executor<'_> {
             };
         };
 
-        let mut conn = crate::db::acquire(self.pool).await?;
-        let mut tx = conn.begin().await?;
-        if claim_by == ClaimBy::Executor {
-            let claim = store::claim(
-                &mut tx,
-                tenant,
-                &key,
-                &fingerprint,
-                self.settings.retention,
-                self.settings.wait,
-            )
-            .await
-            .map_err(claim_error)?;
-            if let Some(answer) = self.answer_taken(claim, &fingerprint) {
-                return answer;
-            }
-        }
         let pending = PendingKey {
             tenant: tenant.clone(),
-            key: key.clone(),
+            key,
             fingerprint,
             retention: self.settings.retention,
             wait: self.settings.wait,
         };
+        let mut conn = crate::db::acquire(self.pool).await?;
+        let mut tx = conn.begin().await?;
+        if claim_by == ClaimBy::Executor {
+            let claim = store::claim(&mut tx, &pending).await.map_err(claim_error)?;
+            if let Some(answer) = answer_taken(claim, &pending.fingerprint) {
+                return answer;
+            }
+        }
         let response = match work(&mut tx, Some(&pending)).await {
             Ok(Done::Response(response)) => response,
             Ok(Done::KeyTaken) => {
                 // Gone again since the work's claim only if it had just expired: a retry
                 // claims it afresh.
-                let claim = store::existing(&mut tx, tenant, &key)
+                let claim = store::existing(&mut tx, tenant, &pending.key)
                     .await?
                     .unwrap_or(store::Claim::InProgress);
-                return self
-                    .answer_taken(claim, &fingerprint)
+                return answer_taken(claim, &pending.fingerprint)
                     .unwrap_or_else(|| Err(ApiError::internal("a taken key was claimed")));
             }
             Err(e) if e.is_business_outcome() => WriteResponse::from_error(&e),
@@ -276,32 +266,31 @@ impl Executor<'_> {
             Err(e) => return Err(e),
         };
         if !response.stored {
-            store::save(&mut tx, tenant, &key, &response).await?;
+            store::save(&mut tx, tenant, &pending.key, &response).await?;
         }
         tx.commit().await?;
         Ok(response.into_http(false))
     }
+}
 
-    /// The answer to a request whose key was not free (`None` when it was claimed): the stored
-    /// response replayed, 422 for another request under the same key, or 409 while the first
-    /// request is still running. The transaction is dropped (rolled back) by the caller.
-    fn answer_taken(
-        &self,
-        claim: store::Claim,
-        fingerprint: &[u8; 32],
-    ) -> Option<Result<HttpResponse, ApiError>> {
-        match claim {
-            store::Claim::Claimed => None,
-            store::Claim::Existing(stored) if stored.fingerprint != fingerprint => {
-                crate::metrics::idempotency_event("mismatch");
-                Some(Err(ApiError::IdempotencyKeyReused))
-            }
-            store::Claim::Existing(stored) => {
-                crate::metrics::idempotency_event("replay");
-                Some(Ok(stored.response.into_http(true)))
-            }
-            store::Claim::InProgress => Some(Err(ApiError::IdempotencyInProgress)),
+/// The answer to a request whose key was not free (`None` when it was claimed): the stored
+/// response replayed, 422 for another request under the same key, or 409 while the first
+/// request is still running. The transaction is dropped (rolled back) by the caller.
+fn answer_taken(
+    claim: store::Claim,
+    fingerprint: &[u8; 32],
+) -> Option<Result<HttpResponse, ApiError>> {
+    match claim {
+        store::Claim::Claimed => None,
+        store::Claim::Existing(stored) if stored.fingerprint != fingerprint => {
+            crate::metrics::idempotency_event("mismatch");
+            Some(Err(ApiError::IdempotencyKeyReused))
         }
+        store::Claim::Existing(stored) => {
+            crate::metrics::idempotency_event("replay");
+            Some(Ok(stored.response.into_http(true)))
+        }
+        store::Claim::InProgress => Some(Err(ApiError::IdempotencyInProgress)),
     }
 }
 

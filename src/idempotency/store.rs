@@ -1,12 +1,10 @@
 //! All SQL about idempotency keys. Like the customers' SQL, each statement binds its tenant
 //! for the row-level security policies in its own tenant condition (see customers::repo).
 
-use std::time::Duration;
-
 use actix_web::http::StatusCode;
 use sqlx::PgConnection;
 
-use super::{IdempotencyKey, WriteResponse};
+use super::{IdempotencyKey, PendingKey, WriteResponse};
 use crate::auth::Tenant;
 
 pub struct Stored {
@@ -36,16 +34,8 @@ pub enum Claim {
 /// `customers::repo::claim_and_find` runs this same INSERT as a CTE beside the read of a keyed
 /// PATCH (sqlx checks each statement as one literal, so the text is repeated there): a change to
 /// one is a change to both.
-pub async fn claim(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    key: &IdempotencyKey,
-    fingerprint: &[u8; 32],
-    retention: Duration,
-    wait: Duration,
-) -> Result<Claim, sqlx::Error> {
-    let retention_secs = retention.as_secs_f64();
-    let wait_ms = wait.as_millis().max(1).to_string();
+pub async fn claim(conn: &mut PgConnection, pending: &PendingKey) -> Result<Claim, sqlx::Error> {
+    let (tenant, key) = (&pending.tenant, &pending.key);
     let claimed = sqlx::query_scalar!(
         r#"INSERT INTO idempotency_keys (org_id, mode, key, fingerprint, expires_at)
            SELECT $1, $2, $3, $4, now() + make_interval(secs => $5)
@@ -60,9 +50,9 @@ pub async fn claim(
         tenant.org,
         tenant.mode.as_str(),
         key.as_str(),
-        &fingerprint[..],
-        retention_secs,
-        wait_ms
+        &pending.fingerprint[..],
+        pending.claim_retention_secs(),
+        pending.claim_wait_ms()
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -72,7 +62,7 @@ pub async fn claim(
     match existing(conn, tenant, key).await? {
         Some(claim) => Ok(claim),
         // Swept between the two statements: it had expired, so the key is free again.
-        None => Box::pin(claim(conn, tenant, key, fingerprint, retention, wait)).await,
+        None => Box::pin(claim(conn, pending)).await,
     }
 }
 

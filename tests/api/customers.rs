@@ -170,3 +170,16 @@ async fn healthz_and_readyz_answer_200() {
         assert!(response.headers().contains_key("x-request-id"));
     }
 }
+
+#[tokio::test]
+async fn numbers_in_metadata_come_back_exactly() {
+    let app = spawn_app().await;
+    // serde_json without float_roundtrip parsed this one ulp off (…036).
+    let body = app
+        .create_ok(json!({"metadata": {"ratio": -96355.24996917037, "big": 9007199254740993u64}}))
+        .await;
+    let id = body["id"].as_str().expect("id");
+    let text = app.get(id).await.text().await.expect("a body");
+    assert!(text.contains("-96355.24996917037"), "{text}");
+    assert!(text.contains("9007199254740993"), "{text}");
+}
