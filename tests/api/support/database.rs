@@ -1,0 +1,272 @@
+//! The databases of the tests.
+//!
+//! The database server is `DATABASE_URL` when set, else a private PostgreSQL under
+//! `target/test-postgres` started (or reused) from the installed server programs. Each test gets
+//! its own database, cloned from a migrated template, so tests run in parallel.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use customers_api::private_postgres::{Durability, PrivatePostgres};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+use super::logs::init_test_logs;
+
+struct Server {
+    options: PgConnectOptions,
+    template: String,
+}
+
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+
+fn server() -> &'static Server {
+    SERVER
+        .get_or_init(|| {
+            // Set-up is async; run it on a runtime of its own so that it outlives any test's.
+            std::thread::spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?
+                    .block_on(prepare_server())
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .join()
+            .expect("set-up thread panicked")
+        })
+        .as_ref()
+        .expect("the test database server could not be prepared")
+}
+
+/// `DATABASE_URL` when it is set and not empty.
+fn database_url_env() -> Option<String> {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+async fn prepare_server() -> anyhow::Result<Server> {
+    let options = match database_url_env() {
+        Some(url) => url.parse::<PgConnectOptions>()?,
+        None => {
+            let dir =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-postgres/data");
+            let server = tokio::task::spawn_blocking(move || {
+                PrivatePostgres::start(&dir, Durability::Ephemeral)
+            })
+            .await??;
+            // Left running for the next test process to reuse; CI machines are discarded.
+            server.connect_options()
+        }
+    };
+    // One template per set of migrations, so a changed migration gets a fresh one.
+    let mut hash = 0u64;
+    for m in customers_api::db::MIGRATOR.iter() {
+        for b in m.checksum.iter() {
+            hash = hash.wrapping_mul(31).wrapping_add(u64::from(*b));
+        }
+    }
+    let template = format!("customers_tpl_{:x}", hash & 0xffff_ffff_ffff);
+    let mut admin = PgConnection::connect_with(&options).await?;
+    // Several test processes may prepare at once: one does, the others wait and find it done.
+    admin.execute("SELECT pg_advisory_lock(727172)").await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let building = format!("{template}_building");
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {building}").as_str())
+            .await?;
+        admin
+            .execute(format!("CREATE DATABASE {building}").as_str())
+            .await?;
+        let mut conn = PgConnection::connect_with(&options.clone().database(&building)).await?;
+        customers_api::db::MIGRATOR.run(&mut conn).await?;
+        conn.close().await?;
+        admin
+            .execute(format!("ALTER DATABASE {building} RENAME TO {template}").as_str())
+            .await?;
+    }
+    // Databases of earlier runs that nobody uses any more (DROP refuses one in use).
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'customers_test_%' AND datname NOT LIKE $1",
+    )
+    .bind(format!("customers_test_{}_%", std::process::id()))
+    .fetch_all(&mut admin)
+    .await?;
+    for db in stale {
+        let _ = admin
+            .execute(format!("DROP DATABASE IF EXISTS {db}").as_str())
+            .await;
+    }
+    admin.execute("SELECT pg_advisory_unlock(727172)").await?;
+    admin.close().await?;
+    Ok(Server { options, template })
+}
+
+/// A fresh, migrated database of its own; returns its connect options.
+pub async fn fresh_database() -> PgConnectOptions {
+    init_test_logs();
+    let server = server();
+    let name = format!(
+        "customers_test_{}_{}",
+        std::process::id(),
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
+    let mut admin = PgConnection::connect_with(&server.options)
+        .await
+        .expect("connect to the test server");
+    admin
+        .execute(
+            format!(
+                "CREATE DATABASE {name} TEMPLATE {} STRATEGY FILE_COPY",
+                server.template
+            )
+            .as_str(),
+        )
+        .await
+        .expect("create a test database");
+    admin.close().await.ok();
+    server.options.clone().database(&name)
+}
+
+/// A pool of the test's own (as the owner of the schema, not the service's role), for asserting
+/// what is stored.
+pub async fn connect(options: &PgConnectOptions, max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options.clone())
+        .await
+        .expect("connect to the test database")
+}
+
+/// A fresh database for servers started as child processes: a pool for the test's own checks,
+/// and the URL the children get.
+pub async fn fresh_database_for_binaries() -> (PgPool, String) {
+    let options = fresh_database().await;
+    (connect(&options, 3).await, database_url(&options))
+}
+
+/// A URL for a child process's `DATABASE_URL` naming the database of `options`: `DATABASE_URL`
+/// with another path when the tests use one, else the private server's Unix socket.
+pub fn database_url(options: &PgConnectOptions) -> String {
+    let database = options.get_database().expect("a database name");
+    match database_url_env() {
+        Some(url) => {
+            let mut url = reqwest::Url::parse(&url).expect("DATABASE_URL is a URL");
+            url.set_path(&format!("/{database}"));
+            url.to_string()
+        }
+        None => {
+            // The private test server listens on a Unix socket only.
+            let socket = options
+                .get_socket()
+                .expect("the private server's socket directory");
+            let mut url = reqwest::Url::parse(&format!(
+                "postgres://{}@localhost:{}/{database}",
+                options.get_username(),
+                options.get_port()
+            ))
+            .expect("a URL");
+            url.query_pairs_mut()
+                .append_pair("host", &socket.to_string_lossy());
+            url.to_string()
+        }
+    }
+}
+
+/// Whether the tests run against `DATABASE_URL` (rather than a private PostgreSQL).
+pub fn uses_database_url() -> bool {
+    database_url_env().is_some()
+}
+
+/// The PostgreSQL server programs a test needs to start a PostgreSQL of its own, or why not.
+pub fn find_postgres_programs() -> Result<(), String> {
+    customers_api::private_postgres::find_bin_dir()
+        .map(|_| ())
+        .map_err(|e| format!("{e:#}"))
+}
+
+/// A PostgreSQL of a test's own, in a temp dir, that the test stops and starts again. It is
+/// stopped when dropped (before its directory goes), so a failing test leaves no server behind.
+pub struct ScratchPostgres {
+    server: Option<PrivatePostgres>,
+    data_dir: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ScratchPostgres {
+    /// Blocking (initdb, pg_ctl -w): call it from `spawn_blocking`.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        // As root, PostgreSQL runs as an unprivileged account, which must be able to enter it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("open the temp dir to the PostgreSQL account");
+        let data_dir = dir.path().join("postgres");
+        let server = PrivatePostgres::start(&data_dir, Durability::Ephemeral)
+            .expect("a private PostgreSQL starts");
+        ScratchPostgres {
+            server: Some(server),
+            data_dir,
+            _dir: dir,
+        }
+    }
+
+    fn options(&self) -> PgConnectOptions {
+        self.server
+            .as_ref()
+            .expect("the scratch PostgreSQL is running")
+            .connect_options()
+    }
+
+    /// Blocking: a fast shutdown, which ends every session of the service.
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+    }
+
+    /// Blocking: starts it again on the same data.
+    pub fn restart(&mut self) {
+        assert!(self.server.is_none(), "restart of a running server");
+        self.server = Some(
+            PrivatePostgres::start(&self.data_dir, Durability::Ephemeral)
+                .expect("the private PostgreSQL starts again"),
+        );
+    }
+
+    /// Creates a migrated database on this server.
+    pub async fn create_database(&self, name: &str) -> PgConnectOptions {
+        let admin_options = self.options();
+        let mut admin = PgConnection::connect_with(&admin_options)
+            .await
+            .expect("connect to the scratch PostgreSQL");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create the database");
+        admin.close().await.ok();
+        let options = admin_options.database(name);
+        // The migrator itself, as the harness does: it runs as the owner of the schema.
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .expect("connect to the new database");
+        customers_api::db::MIGRATOR
+            .run(&mut conn)
+            .await
+            .expect("the migrations apply");
+        conn.close().await.ok();
+        options
+    }
+}
+
+impl Drop for ScratchPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
