@@ -1,14 +1,14 @@
 //! Compatibility with the Proxy API: the responses of its five customer routes validate against
-//! the schemas of `proxy-customers-openapi.json` (a copy of `../shared/reference/` kept in
-//! `tests/fixtures/` so the test does not depend on a folder outside the repository).
+//! the schemas of Proxy's OpenAPI document, kept in `tests/fixtures/proxy-customers-openapi.json`
+//! (where the shared reference folder sits beside the checkout, a test checks the copy is the
+//! same).
 //!
 //! Sparse customers (no name, no policy) are checked too: `name` and `policy` are left out when
 //! nothing is set in them, as Proxy's schema (optional, not nullable) describes.
 
-use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn spec() -> Value {
     let text = include_str!("../fixtures/proxy-customers-openapi.json");
@@ -71,11 +71,25 @@ fn assert_valid(schema: &Value, instance: &Value, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn the_five_proxy_routes_answer_what_the_reference_describes() {
-    let spec = spec();
-    let app = spawn_app().await;
-    let full = json!({
+/// `assert_valid` against the schema of one response of one operation of the reference.
+fn assert_answers(
+    spec: &Value,
+    (path, method, status): (&str, &str, &str),
+    instance: &Value,
+    what: &str,
+) {
+    assert_valid(&response_schema(spec, path, method, status), instance, what);
+}
+
+const CREATE: (&str, &str, &str) = ("/customers", "post", "201");
+const GET: (&str, &str, &str) = ("/customers/{customerId}", "get", "200");
+const UPDATE: (&str, &str, &str) = ("/customers/{customerId}", "patch", "200");
+const LIST: (&str, &str, &str) = ("/customers", "get", "200");
+const DELETE: (&str, &str, &str) = ("/customers/{customerId}", "delete", "200");
+
+/// A corporate customer with every field set.
+fn full() -> Value {
+    json!({
         "type": "corporate",
         "email": "ops@example.com",
         "phone": "+442071234567",
@@ -89,26 +103,30 @@ async fn the_five_proxy_routes_answer_what_the_reference_describes() {
             "lockToFirstMerchant": false
         },
         "metadata": {"team": "payments", "n": 3}
-    });
+    })
+}
+
+/// A list page of the given query; must be 200.
+async fn page(app: &TestApp, query: &str) -> Value {
+    let response = app.list_raw(query).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_five_proxy_routes_answer_what_the_reference_describes() {
+    let spec = spec();
+    let app = spawn_app().await;
 
     // createCustomer: 201 Customer
-    let response = app.create(full.clone()).await;
+    let response = app.create(full()).await;
     assert_eq!(response.status(), 201);
     let created: Value = response.json().await.unwrap();
-    assert_valid(
-        &response_schema(&spec, "/customers", "post", "201"),
-        &created,
-        "createCustomer",
-    );
+    assert_answers(&spec, CREATE, &created, "createCustomer");
     let id = created["id"].as_str().unwrap();
 
     // getCustomer: 200 Customer
-    let got = app.get_json(id).await;
-    assert_valid(
-        &response_schema(&spec, "/customers/{customerId}", "get", "200"),
-        &got,
-        "getCustomer",
-    );
+    assert_answers(&spec, GET, &app.get_json(id).await, "getCustomer");
 
     // updateCustomer: 200 Customer
     let response = app
@@ -116,29 +134,29 @@ async fn the_five_proxy_routes_answer_what_the_reference_describes() {
         .await;
     assert_eq!(response.status(), 200);
     let patched: Value = response.json().await.unwrap();
-    assert_valid(
-        &response_schema(&spec, "/customers/{customerId}", "patch", "200"),
-        &patched,
-        "updateCustomer",
-    );
+    assert_answers(&spec, UPDATE, &patched, "updateCustomer");
 
     // listCustomers: 200 {data, nextCursor}
-    app.create_ok(full.clone()).await;
-    let response = app
-        .request(Method::GET, "/v1/customers?limit=1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let page: Value = response.json().await.unwrap();
-    assert!(page["nextCursor"].is_string());
-    assert_valid(
-        &response_schema(&spec, "/customers", "get", "200"),
-        &page,
-        "listCustomers",
-    );
+    app.create_ok(full()).await;
+    let first = page(&app, "?limit=1").await;
+    assert!(first["nextCursor"].is_string());
+    assert_answers(&spec, LIST, &first, "listCustomers");
 
-    // Sparse customers, alone and in a list page: no name, no policy, email only.
+    // deleteCustomer: 200 Customer
+    let response = app.delete(id, None).await;
+    assert_eq!(response.status(), 200);
+    let deleted: Value = response.json().await.unwrap();
+    assert_answers(&spec, DELETE, &deleted, "deleteCustomer");
+}
+
+/// Sparse customers, alone and in a list page: no name, no policy, email only.
+#[tokio::test]
+async fn sparse_customers_answer_what_the_reference_describes() {
+    let spec = spec();
+    let app = spawn_app().await;
+    for _ in 0..2 {
+        app.create_ok(full()).await;
+    }
     for body in [
         json!({"email": "only@example.com"}),
         json!({"name": {"first": "Grace"}}),
@@ -147,68 +165,37 @@ async fn the_five_proxy_routes_answer_what_the_reference_describes() {
     ] {
         let sparse = app.create_ok(body.clone()).await;
         let got = app.get_json(sparse["id"].as_str().unwrap()).await;
-        assert_valid(
-            &response_schema(&spec, "/customers/{customerId}", "get", "200"),
-            &got,
-            &format!("getCustomer of {body}"),
-        );
+        assert_answers(&spec, GET, &got, &format!("getCustomer of {body}"));
     }
-    let page: Value = app
-        .request(Method::GET, "/v1/customers?limit=100")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(page["data"].as_array().map(Vec::len), Some(6));
-    assert_valid(
-        &response_schema(&spec, "/customers", "get", "200"),
-        &page,
-        "listCustomers with sparse customers",
-    );
+    let all = page(&app, "?limit=100").await;
+    assert_eq!(all["data"].as_array().map(Vec::len), Some(6));
+    assert_answers(&spec, LIST, &all, "listCustomers with sparse customers");
+}
 
-    // deleteCustomer: 200 Customer
-    let response = app
-        .request(Method::DELETE, &format!("/v1/customers/{id}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let deleted: Value = response.json().await.unwrap();
-    assert_valid(
-        &response_schema(&spec, "/customers/{customerId}", "delete", "200"),
-        &deleted,
-        "deleteCustomer",
-    );
-
-    // The error responses the reference names: 400, 401, 404.
+/// The error responses the reference names: 400, 401, 404.
+#[tokio::test]
+async fn the_errors_answer_what_the_reference_describes() {
+    let spec = spec();
+    let app = spawn_app().await;
     let bad = app.create(json!({"email": 5})).await;
     assert_eq!(bad.status(), 400);
     let bad: Value = bad.json().await.unwrap();
-    assert_valid(
-        &response_schema(&spec, "/customers", "post", "400"),
-        &bad,
-        "BadRequest",
-    );
-    let unauthorized = app
-        .client
-        .get(app.url("/v1/customers"))
-        .send()
-        .await
-        .unwrap();
+    assert_answers(&spec, ("/customers", "post", "400"), &bad, "BadRequest");
+    let unauthorized = app.get_anonymous("/v1/customers").await;
     assert_eq!(unauthorized.status(), 401);
     let unauthorized: Value = unauthorized.json().await.unwrap();
-    assert_valid(
-        &response_schema(&spec, "/customers", "get", "401"),
+    assert_answers(
+        &spec,
+        ("/customers", "get", "401"),
         &unauthorized,
         "Unauthorized",
     );
-    let missing = app.get("cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4E").await;
+    let missing = app.get(MISSING_ID).await;
     assert_eq!(missing.status(), 404);
     let missing: Value = missing.json().await.unwrap();
-    assert_valid(
-        &response_schema(&spec, "/customers/{customerId}", "get", "404"),
+    assert_answers(
+        &spec,
+        ("/customers/{customerId}", "get", "404"),
         &missing,
         "NotFound",
     );

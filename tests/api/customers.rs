@@ -1,9 +1,10 @@
-//! The routes of contract §1 and the Customer object of §2.
+//! The customer routes and the Customer object (see `docs/api-rules.md`): create, retrieve,
+//! soft delete and activate, ids, and what is stored.
 
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn create_returns_201_location_etag_and_the_customer() {
@@ -72,12 +73,7 @@ async fn ids_are_unique_and_time_ordered() {
     let app = spawn_app().await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(
-            app.create_ok(json!({})).await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(app.create_id(json!({})).await);
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     let mut sorted = ids.clone();
@@ -111,15 +107,10 @@ async fn unknown_and_malformed_ids_are_404() {
 #[tokio::test]
 async fn delete_is_soft_and_returns_the_customer() {
     let app = spawn_app().await;
-    let id = app.create_ok(json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.create_id(json!({})).await;
     let response = app
-        .request(Method::DELETE, &format!("/v1/customers/{id}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::DELETE, &format!("/v1/customers/{id}"))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["etag"], "\"2\"");
     let body: serde_json::Value = response.json().await.unwrap();
@@ -134,10 +125,8 @@ async fn delete_is_soft_and_returns_the_customer() {
     assert_eq!(status, "deleted");
     // Deleting again: 200, unchanged.
     let again = app
-        .request(Method::DELETE, &format!("/v1/customers/{id}"))
-        .send()
-        .await
-        .unwrap();
+        .call(Method::DELETE, &format!("/v1/customers/{id}"))
+        .await;
     assert_eq!(again.status(), 200);
     assert_eq!(again.headers()["etag"], "\"2\"");
     assert_eq!(app.stored_version(&id).await, 2);
@@ -146,18 +135,15 @@ async fn delete_is_soft_and_returns_the_customer() {
 #[tokio::test]
 async fn activate_moves_pending_to_active_once() {
     let app = spawn_app().await;
-    let id = app.create_ok(json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.create_id(json!({})).await;
     let path = format!("/v1/customers/{id}/activate");
-    let response = app.request(Method::POST, &path).send().await.unwrap();
+    let response = app.call(Method::POST, &path).await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "active");
     assert_eq!(app.stored_version(&id).await, 2);
     // Active already: 200, unchanged.
-    let again = app.request(Method::POST, &path).send().await.unwrap();
+    let again = app.call(Method::POST, &path).await;
     assert_eq!(again.status(), 200);
     assert_eq!(app.stored_version(&id).await, 2);
 }
@@ -166,7 +152,7 @@ async fn activate_moves_pending_to_active_once() {
 async fn healthz_and_readyz_answer_200() {
     let app = spawn_app().await;
     for path in ["/healthz", "/readyz"] {
-        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let response = app.get_anonymous(path).await;
         assert_eq!(response.status(), 200, "{path}");
         assert!(response.headers().contains_key("x-request-id"));
     }

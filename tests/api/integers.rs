@@ -5,7 +5,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// Every integer field with a valid value, written three ways besides the plain one.
 const FIELDS: &[(&str, i64, [&str; 3])] = &[
@@ -42,13 +42,7 @@ async fn integers_in_any_notation_are_stored_and_returned_as_integers() {
     let app = spawn_app().await;
     for (field, expected, spellings) in FIELDS {
         for raw in spellings {
-            let response = app
-                .request(Method::POST, "/v1/customers")
-                .header("content-type", "application/json")
-                .body(policy_body(field, raw))
-                .send()
-                .await
-                .unwrap();
+            let response = app.post_raw(policy_body(field, raw)).await;
             assert_eq!(response.status(), 201, "{field} = {raw}");
             let text = response.text().await.unwrap();
             let customer: Value = serde_json::from_str(&text).unwrap();
@@ -152,13 +146,7 @@ async fn numbers_with_a_fraction_are_refused_however_close_to_an_integer() {
         ("1e300", "out_of_range"),
         ("-1.0", "out_of_range"),
     ] {
-        let response = app
-            .request(Method::POST, "/v1/customers")
-            .header("content-type", "application/json")
-            .body(policy_body("limits.perDay", raw))
-            .send()
-            .await
-            .unwrap();
+        let response = app.post_raw(policy_body("limits.perDay", raw)).await;
         let error = error_body(response, 400, "parameter_invalid").await;
         assert_eq!(error["param"], "policy.limits.perDay", "{raw}");
         assert_eq!(

@@ -2,11 +2,7 @@
 //!
 //! `support` holds what the test files share; each other module is one area of the service.
 
-#[allow(dead_code, unused_imports)]
 mod support;
-// The old name of `support`, while the test files move over to it.
-#[allow(unused_imports)]
-mod helpers;
 
 mod auth;
 mod compat;

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::*;
+use crate::support::*;
 
 fn resolve<'a>(spec: &'a Value, mut schema: &'a Value) -> &'a Value {
     while let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
@@ -52,22 +52,8 @@ fn properties<'a>(spec: &'a Value, schema: &'a Value) -> &'a serde_json::Map<Str
         .expect("an object schema")
 }
 
-#[tokio::test]
-async fn openapi_json_is_a_compatible_superset_of_the_proxy_reference() {
-    let app = spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let ours: Value = response.json().await.unwrap();
-    assert!(ours["openapi"].as_str().unwrap().starts_with("3."));
-    let reference: Value =
-        serde_json::from_str(include_str!("../fixtures/proxy-customers-openapi.json")).unwrap();
-
-    // Every property of Proxy's schemas exists in ours with the same type, nested ones too.
+/// Every property of Proxy's schemas exists in ours with the same type, nested ones too.
+fn assert_schemas_compatible(reference: &Value, ours: &Value) {
     for (theirs, mine) in [
         ("Customer", "Customer"),
         ("Policy", "Policy"),
@@ -79,25 +65,27 @@ async fn openapi_json_is_a_compatible_superset_of_the_proxy_reference() {
         assert!(my_schema.is_object(), "our document has {mine}");
         let mut stack = vec![(theirs.to_owned(), their_schema, my_schema)];
         while let Some((path, t, m)) = stack.pop() {
-            for (name, their_prop) in properties(&reference, t) {
-                let my_prop = properties(&ours, m)
+            for (name, their_prop) in properties(reference, t) {
+                let my_prop = properties(ours, m)
                     .get(name)
                     .unwrap_or_else(|| panic!("{path}.{name} is missing from our document"));
-                let (tt, mt) = (json_type(&reference, their_prop), json_type(&ours, my_prop));
+                let (tt, mt) = (json_type(reference, their_prop), json_type(ours, my_prop));
                 assert_eq!(
                     tt, mt,
                     "{path}.{name}: type {tt:?} in Proxy's, {mt:?} in ours"
                 );
                 if tt.as_deref() == Some("object")
-                    && resolve(&reference, their_prop)["properties"].is_object()
+                    && resolve(reference, their_prop)["properties"].is_object()
                 {
                     stack.push((format!("{path}.{name}"), their_prop, my_prop));
                 }
             }
         }
     }
+}
 
-    // The five Proxy operations exist, with the same success codes.
+/// The five Proxy operations exist, with the same success codes.
+fn assert_operations_exist(reference: &Value, ours: &Value) {
     for (path, methods) in reference["paths"].as_object().unwrap() {
         let our_path = format!("/v1{}", path.replace("{customerId}", "{id}"));
         for (method, operation) in methods.as_object().unwrap() {
@@ -114,8 +102,10 @@ async fn openapi_json_is_a_compatible_superset_of_the_proxy_reference() {
             }
         }
     }
+}
 
-    // Our own additions are described too.
+/// Our own additions are described too.
+fn assert_own_additions_described(ours: &Value) {
     let patch = &ours["paths"]["/v1/customers/{id}"]["patch"];
     let params: Vec<&str> = patch["parameters"]
         .as_array()
@@ -143,6 +133,20 @@ async fn openapi_json_is_a_compatible_superset_of_the_proxy_reference() {
         );
     }
     assert!(ours["paths"]["/v1/customers/{id}/activate"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn openapi_json_is_a_compatible_superset_of_the_proxy_reference() {
+    let app = spawn_app().await;
+    let response = app.get_anonymous("/openapi.json").await;
+    assert_eq!(response.status(), 200);
+    let ours: Value = response.json().await.unwrap();
+    assert!(ours["openapi"].as_str().unwrap().starts_with("3."));
+    let reference: Value =
+        serde_json::from_str(include_str!("../fixtures/proxy-customers-openapi.json")).unwrap();
+    assert_schemas_compatible(&reference, &ours);
+    assert_operations_exist(&reference, &ours);
+    assert_own_additions_described(&ours);
 }
 
 /// Headless Chromium (Debian's) driven by playwright-core. Where either is missing the test
@@ -184,12 +188,9 @@ async fn the_docs_page_works_offline_in_a_browser() {
 #[tokio::test]
 async fn metrics_count_requests_by_route_template() {
     let app = spawn_app().await;
-    let id = app.create_ok(json!({})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = app.create_id(json!({})).await;
     app.get_json(&id).await;
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app.get_anonymous("/metrics").await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
     for needle in [
@@ -227,15 +228,7 @@ async fn idempotency_outcomes_are_counted() {
 }
 
 async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_anonymous("/metrics").await.text().await.unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(series))
         .and_then(|v| v.trim().parse().ok())
@@ -252,11 +245,7 @@ async fn the_rate_limit_is_per_tenant_with_headers_and_429() {
     .await;
     let mut remaining = Vec::new();
     for _ in 0..3 {
-        let response = app
-            .request(Method::GET, "/v1/customers")
-            .send()
-            .await
-            .unwrap();
+        let response = app.call(Method::GET, "/v1/customers").await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["ratelimit-limit"], "3");
         assert!(response.headers().contains_key("ratelimit-reset"));
@@ -269,11 +258,7 @@ async fn the_rate_limit_is_per_tenant_with_headers_and_429() {
         );
     }
     assert_eq!(remaining, vec![2, 1, 0]);
-    let limited = app
-        .request(Method::GET, "/v1/customers")
-        .send()
-        .await
-        .unwrap();
+    let limited = app.call(Method::GET, "/v1/customers").await;
     let retry_after: u64 = limited.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -297,18 +282,14 @@ async fn the_rate_limit_is_per_tenant_with_headers_and_429() {
         assert_eq!(response.status(), 200);
     }
     // Unauthenticated routes carry no rate-limit headers.
-    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.get_anonymous("/healthz").await;
     assert!(!health.headers().contains_key("ratelimit-limit"));
 }
 
 #[tokio::test]
 async fn with_rate_limits_off_there_are_no_headers() {
     let app = spawn_app_with(|s| s.rate_limit.enabled = false).await;
-    let response = app
-        .request(Method::GET, "/v1/customers")
-        .send()
-        .await
-        .unwrap();
+    let response = app.call(Method::GET, "/v1/customers").await;
     assert_eq!(response.status(), 200);
     assert!(!response.headers().contains_key("ratelimit-limit"));
 }

@@ -5,7 +5,7 @@
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection, Row};
 
-use crate::helpers::*;
+use crate::support::*;
 
 /// A connection acting like one of the service's pooled connections: the role the pool
 /// switches to (src/db.rs), with no tenant bound.
@@ -44,7 +44,7 @@ async fn two_tenants(app: &TestApp) -> (String, String) {
 #[tokio::test]
 async fn the_service_pool_works_as_the_restricted_role() {
     let app = spawn_app().await;
-    let pool = customers_api::db::pool(app.db_options.clone(), &app.settings.database);
+    let pool = app.service_pool();
     let (user, bypass): (String, bool) = sqlx::query_as(
         "SELECT current_user::text, rolbypassrls FROM pg_roles WHERE rolname = current_user",
     )
