@@ -1,14 +1,17 @@
-//! The one error type of the API and its one HTTP mapping (contract §6).
+//! The one error type of the API, its one HTTP mapping, and the one envelope type that both
+//! renders every error body and describes it in the OpenAPI document (docs/api-rules.md#errors).
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::request_context;
+use crate::limits::MAX_BODY_BYTES;
+use crate::request_id;
 
 /// One violation found in a request body, reported with the dotted path of the field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
     pub param: String,
     pub code: &'static str,
@@ -58,7 +61,7 @@ pub enum ApiError {
     IdempotencyInProgress,
     #[error("If-Match does not match the customer's current ETag")]
     PreconditionFailed,
-    #[error("the request body is larger than 65536 bytes")]
+    #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
     PayloadTooLarge,
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -78,8 +81,12 @@ impl ApiError {
         ApiError::NotFound("no such customer")
     }
 
+    /// An error that is this service's fault. The cause and where it was made go to the log
+    /// (inside the request's span, so with its request id); the client sees nothing of them.
+    #[track_caller]
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "internal error");
+        let at = std::panic::Location::caller();
+        tracing::error!(error = %cause, at = %at, "internal error");
         ApiError::Internal
     }
 
@@ -120,7 +127,8 @@ impl ApiError {
         }
     }
 
-    /// Outcomes of a request that ran: stored with an idempotency key and replayed (§8).
+    /// Outcomes of a request that ran: stored with an idempotency key and replayed
+    /// (docs/api-rules.md#idempotency).
     /// Everything else leaves the key free for a retry.
     pub fn is_business_outcome(&self) -> bool {
         matches!(
@@ -164,46 +172,59 @@ impl ApiError {
 
     /// The JSON body of this error, with the current request's id.
     pub fn body(&self) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Envelope<'a> {
-            error: Body<'a>,
-        }
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body<'a> {
-            #[serde(rename = "type")]
-            kind: &'static str,
-            code: &'static str,
-            message: String,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            param: Option<&'a str>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            details: Option<Details<'a>>,
-            request_id: String,
-        }
-        #[derive(Serialize)]
-        struct Details<'a> {
-            errors: &'a [FieldError],
-        }
-        let details = match self {
-            ApiError::Validation(errors) => Some(Details { errors }),
-            _ => None,
-        };
-        let envelope = Envelope {
-            error: Body {
+        let envelope = ErrorEnvelope {
+            error: ErrorBody {
                 kind: self.error_type(),
                 code: self.code(),
                 message: self.message(),
                 param: self.param(),
-                details,
-                request_id: request_context::current_request_id(),
+                details: match self {
+                    ApiError::Validation(errors) => Some(ErrorDetails { errors }),
+                    _ => None,
+                },
+                request_id: request_id::current(),
             },
         };
         serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{}".to_vec())
     }
 }
 
-/// The envelope code of a validation failure: the contract names a code of its own for unknown
+/// The body of every error response (Proxy's object form, extended with `param`, `details` and
+/// `requestId`).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorEnvelope<'a> {
+    pub error: ErrorBody<'a>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody<'a> {
+    /// invalid_request_error, authentication_error, permission_error, idempotency_error,
+    /// rate_limit_error or api_error.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// A machine-readable code, e.g. parameter_invalid, not_found, idempotency_key_reused.
+    pub code: &'static str,
+    pub message: String,
+    /// The dotted path of the offending field, e.g. policy.limits.perDay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub param: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub details: Option<ErrorDetails<'a>>,
+    /// The request's X-Request-Id.
+    pub request_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetails<'a> {
+    /// Every violation found.
+    pub errors: &'a [FieldError],
+}
+
+/// The envelope code of a validation failure: the API has a code of its own for unknown
 /// and read-only fields; any other violation is `parameter_invalid`.
 fn validation_code(errors: &[FieldError]) -> &'static str {
     if errors.iter().any(|e| e.code == PARAMETER_NOT_UPDATABLE) {
@@ -272,6 +293,9 @@ impl ResponseError for ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// `?` on a database error: unavailable → 503, a named constraint → 400, anything else is a
+    /// bug (500, logged with the place of the `?`).
+    #[track_caller]
     fn from(e: sqlx::Error) -> Self {
         if crate::db::is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");

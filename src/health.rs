@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 
 use crate::error::ApiError;
 use crate::request_context;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Resources (not bare routes), so that another method is 405 with `Allow`, not 404.

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use crate::limits::MAX_BODY_BYTES;
 
 /// A JSON object body. An empty body reads as `{}`. The bytes as sent are kept beside the parsed
 /// object: a number's spelling (`80000.0`, `8e4`) is only known from them.

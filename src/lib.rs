@@ -1,4 +1,9 @@
 //! customers-api: customers and their spending policies, over HTTP.
+//!
+//! Where things are: `startup` builds the application; `customers` is the resource (routes,
+//! service, SQL); `idempotency` runs writes exactly once per key; `auth` and `tenant` say who
+//! may touch what; `error` is the one error type; `openapi` the generated document. The rules
+//! the API follows are in docs/api-rules.md.
 
 pub mod auth;
 pub mod cli;
@@ -9,10 +14,15 @@ pub mod error;
 pub mod health;
 pub mod idempotency;
 pub mod json_body;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod pagination;
 pub mod private_postgres;
 pub mod rate_limit;
 pub mod request_context;
+pub mod request_id;
 pub mod startup;
+pub mod state;
 pub mod telemetry;
+pub mod tenant;

@@ -1,48 +1,213 @@
-//! The service's own OpenAPI 3 document, generated from the handlers' annotations and the API
+//! The service's own OpenAPI 3.1 document, generated from the handlers' annotations and the API
 //! types (utoipa), and the `/docs` page that renders it with a vendored Swagger UI, so it works
 //! with no internet.
+//!
+//! A handler's annotation says only what is its own (path, body, success response). What many
+//! operations share is declared once, in [`OPERATIONS`] and [`Shared`]: the scope each needs,
+//! the errors each can answer (status and codes, from `ApiError`'s one mapping), the
+//! `X-Request-Id`/`RateLimit-*`/`ETag`/`Idempotent-Replayed` headers, and the `Idempotency-Key`
+//! and `If-Match` parameters, with texts built from the limits and the configuration.
 
-use std::sync::LazyLock;
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
-use actix_web::{web, HttpResponse};
-use serde::Serialize;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use actix_web::{web, HttpResponse, ResponseError};
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
+};
+use utoipa::{Modify, OpenApi, PartialSchema};
 
+use crate::auth::Scope;
+use crate::configuration::Settings;
+use crate::customers::domain::{CustomerStatus, CustomerType};
 use crate::customers::handlers;
 use crate::customers::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, NameOut};
 use crate::customers::validation::{Limits, Policy};
-use crate::error::FieldError;
+use crate::error::{ApiError, ErrorBody, ErrorDetails, ErrorEnvelope, FieldError};
+use crate::limits::{MAX_BODY_BYTES, TOKEN_MAX_BYTES};
 
-/// The error envelope of contract §6.
-#[derive(Serialize, ToSchema)]
-#[schema(as = Error)]
-pub struct ErrorEnvelope {
-    error: ErrorObject,
+/// What an operation needs and can answer, besides its success.
+struct OperationRules {
+    id: &'static str,
+    scope: Scope,
+    /// Takes `Idempotency-Key` (its answers may be replays).
+    keyed: bool,
+    /// Takes `If-Match`.
+    conditional: bool,
+    /// Answers with one customer (and its `ETag`).
+    one_customer: bool,
+    /// The errors of its own; every operation may also answer 401, 403, 429, 500 and 503.
+    errors: fn() -> Vec<ApiError>,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-struct ErrorObject {
-    /// invalid_request_error, authentication_error, permission_error, idempotency_error,
-    /// rate_limit_error or api_error.
-    #[serde(rename = "type")]
-    kind: String,
-    /// A machine-readable code, e.g. parameter_invalid, not_found, idempotency_key_reused.
-    code: String,
-    message: String,
-    /// The dotted path of the offending field, e.g. policy.limits.perDay.
-    param: Option<String>,
-    details: Option<ErrorDetails>,
-    /// The request's X-Request-Id.
-    request_id: String,
+const OPERATIONS: &[OperationRules] = &[
+    OperationRules {
+        id: "createCustomer",
+        scope: Scope::Write,
+        keyed: true,
+        conditional: false,
+        one_customer: true,
+        errors: || body_errors(),
+    },
+    OperationRules {
+        id: "listCustomers",
+        scope: Scope::Read,
+        keyed: false,
+        conditional: false,
+        one_customer: false,
+        errors: || {
+            vec![
+                ApiError::InvalidRequest(String::new()),
+                ApiError::InvalidParameter {
+                    param: String::new(),
+                    message: String::new(),
+                },
+                unknown_parameter(),
+                ApiError::InvalidCursor,
+            ]
+        },
+    },
+    OperationRules {
+        id: "getCustomer",
+        scope: Scope::Read,
+        keyed: false,
+        conditional: false,
+        one_customer: true,
+        errors: || vec![ApiError::not_found()],
+    },
+    OperationRules {
+        id: "updateCustomer",
+        scope: Scope::Write,
+        keyed: true,
+        conditional: true,
+        one_customer: true,
+        errors: || {
+            let mut errors = body_errors();
+            errors.extend([ApiError::not_found(), ApiError::CustomerDeleted]);
+            errors
+        },
+    },
+    OperationRules {
+        id: "deleteCustomer",
+        scope: Scope::Write,
+        keyed: true,
+        conditional: true,
+        one_customer: true,
+        errors: || vec![ApiError::not_found()],
+    },
+    OperationRules {
+        id: "activateCustomer",
+        scope: Scope::Admin,
+        keyed: true,
+        conditional: true,
+        one_customer: true,
+        errors: || vec![ApiError::not_found(), ApiError::CustomerDeleted],
+    },
+];
+
+/// The errors of a route that reads a JSON body.
+fn body_errors() -> Vec<ApiError> {
+    vec![
+        ApiError::InvalidJson(String::new()),
+        ApiError::InvalidRequest(String::new()),
+        ApiError::InvalidParameter {
+            param: String::new(),
+            message: String::new(),
+        },
+        unknown_parameter(),
+        ApiError::Validation(vec![FieldError::new(
+            "",
+            crate::error::PARAMETER_NOT_UPDATABLE,
+            "",
+        )]),
+        ApiError::PayloadTooLarge,
+        ApiError::UnsupportedMediaType(String::new()),
+    ]
 }
 
-#[derive(Serialize, ToSchema)]
-struct ErrorDetails {
-    /// Every violation found.
-    errors: Vec<FieldError>,
+fn unknown_parameter() -> ApiError {
+    ApiError::Validation(vec![FieldError::new(
+        "",
+        crate::error::PARAMETER_UNKNOWN,
+        "",
+    )])
+}
+
+impl OperationRules {
+    /// Every error this operation can answer.
+    fn all_errors(&self) -> Vec<ApiError> {
+        let mut errors = vec![
+            ApiError::Unauthorized(""),
+            ApiError::InsufficientScope(""),
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::Internal,
+            ApiError::Unavailable,
+        ];
+        errors.extend((self.errors)());
+        if self.keyed {
+            errors.extend([
+                ApiError::IdempotencyKeyInvalid(""),
+                ApiError::IdempotencyInProgress,
+                ApiError::IdempotencyKeyReused,
+            ]);
+        }
+        if self.conditional {
+            errors.extend([
+                ApiError::InvalidRequest(String::new()),
+                ApiError::PreconditionFailed,
+            ]);
+        }
+        errors
+    }
+
+    /// Status → the codes this operation answers with it, each once, in a stable order.
+    fn errors_by_status(&self) -> BTreeMap<u16, Vec<&'static str>> {
+        let mut by_status: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
+        for error in self.all_errors() {
+            let codes = by_status.entry(error.status_code().as_u16()).or_default();
+            if !codes.contains(&error.code()) {
+                codes.push(error.code());
+            }
+        }
+        by_status
+    }
+}
+
+/// What a code means, for the response descriptions.
+fn explain(code: &str) -> String {
+    match code {
+        "unauthorized" => {
+            "missing, malformed, badly signed or expired token (WWW-Authenticate: Bearer)".into()
+        }
+        "insufficient_scope" => "the token lacks the scope this operation needs".into(),
+        "not_found" => {
+            "no such customer in your tenant (customers of other tenants look the same)".into()
+        }
+        "customer_deleted" => "the customer is deleted".into(),
+        "idempotency_request_in_progress" => {
+            "a request with this key is still running (Retry-After: 1)".into()
+        }
+        "idempotency_key_reused" => "the key was used with a different request".into(),
+        "idempotency_key_invalid" => format!(
+            "the key is not 1 to {TOKEN_MAX_BYTES} visible ASCII characters, or was sent twice"
+        ),
+        "precondition_failed" => "If-Match does not match the current ETag".into(),
+        "payload_too_large" => format!("body over {} KiB", MAX_BODY_BYTES / 1024),
+        "rate_limited" => "the tenant's rate limit is exhausted (Retry-After)".into(),
+        "service_unavailable" => "the database cannot be reached (Retry-After)".into(),
+        "invalid_cursor" => {
+            "a cursor this listing did not issue, or used with other filters".into()
+        }
+        "invalid_request" => {
+            "the request (a header, the query string, the body's shape) is not valid".into()
+        }
+        _ => String::new(),
+    }
 }
 
 struct BearerAuth;
@@ -53,9 +218,163 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".into());
         scheme.description = Some(
-            "A JWT with claims sub, org, mode (test|live), scope (customers:read, customers:write, customers:admin) and exp, chosen by kid.".into(),
+            "A JWT with claims sub, org, mode (test|live), scope (customers:read, customers:write, customers:admin) and exp, chosen by kid. customers:write implies customers:read; customers:admin implies both.".into(),
         );
         components.add_security_scheme("BearerAuth", SecurityScheme::Http(scheme));
+    }
+}
+
+/// Adds what operations share (see the module's documentation).
+struct Shared {
+    retention: Duration,
+}
+
+impl Modify for Shared {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let id = operation.operation_id.as_deref().unwrap_or_default();
+                if let Some(rules) = OPERATIONS.iter().find(|r| r.id == id) {
+                    self.apply(rules, operation);
+                }
+            }
+        }
+    }
+}
+
+fn string_schema() -> RefOr<Schema> {
+    String::schema()
+}
+
+fn integer_schema() -> RefOr<Schema> {
+    i64::schema()
+}
+
+fn header(schema: RefOr<Schema>, description: &str) -> utoipa::openapi::Header {
+    HeaderBuilder::new()
+        .schema(schema)
+        .description(Some(description))
+        .build()
+}
+
+fn header_parameter(name: &str, description: String) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(string_schema()))
+        .build()
+}
+
+impl Shared {
+    fn apply(&self, rules: &OperationRules, operation: &mut Operation) {
+        let scope = rules.scope.as_str();
+        operation.security = Some(vec![SecurityRequirement::new("BearerAuth", [scope])]);
+        let note = format!("Needs the scope `{scope}`.");
+        operation.description = Some(match operation.description.take() {
+            Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+            _ => note,
+        });
+        let parameters = operation.parameters.get_or_insert_with(Vec::new);
+        if rules.keyed {
+            parameters.push(header_parameter(
+                "Idempotency-Key",
+                format!(
+                    "1 to {TOKEN_MAX_BYTES} visible ASCII characters; makes retries of this write safe (kept {})",
+                    humantime::format_duration(self.retention)
+                ),
+            ));
+        }
+        if rules.conditional {
+            parameters.push(header_parameter(
+                "If-Match",
+                "Strong ETag(s) the customer must have, or *".into(),
+            ));
+        }
+        for (status, codes) in rules.errors_by_status() {
+            let description = codes
+                .iter()
+                .map(|code| match explain(code) {
+                    text if text.is_empty() => (*code).to_owned(),
+                    text => format!("{code}: {text}"),
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let response = ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Error")))
+                        .build(),
+                )
+                .build();
+            operation
+                .responses
+                .responses
+                .insert(status.to_string(), RefOr::T(response));
+        }
+        for (status, response) in operation.responses.responses.iter_mut() {
+            let RefOr::T(response) = response else {
+                continue;
+            };
+            let status: u16 = status.parse().unwrap_or(0);
+            let success = (200..300).contains(&status);
+            let headers = &mut response.headers;
+            headers.insert(
+                "X-Request-Id".into(),
+                header(
+                    string_schema(),
+                    "The request's id: the client's own when it sent a valid one",
+                ),
+            );
+            if status != 401 {
+                for (name, text) in [
+                    ("RateLimit-Limit", "The tenant's bucket size"),
+                    ("RateLimit-Remaining", "Requests left in the bucket"),
+                    ("RateLimit-Reset", "Seconds until the bucket is full again"),
+                ] {
+                    headers.insert(name.into(), header(integer_schema(), text));
+                }
+            }
+            if success && rules.one_customer {
+                headers.insert(
+                    "ETag".into(),
+                    header(string_schema(), "Strong ETag of the customer's version"),
+                );
+            }
+            let replayable = success || matches!(status, 404 | 409 | 412);
+            if rules.keyed && replayable {
+                headers.insert(
+                    "Idempotent-Replayed".into(),
+                    header(
+                        string_schema(),
+                        "true when this is the stored answer replayed for a repeated Idempotency-Key",
+                    ),
+                );
+            }
+            if matches!(status, 409 | 429 | 503) {
+                headers.insert(
+                    "Retry-After".into(),
+                    header(integer_schema(), "Seconds to wait before retrying"),
+                );
+            }
+            if matches!(status, 401 | 403) {
+                headers.insert(
+                    "WWW-Authenticate".into(),
+                    header(string_schema(), "Bearer, with the missing scope on 403"),
+                );
+            }
+        }
     }
 }
 
@@ -64,7 +383,7 @@ impl Modify for BearerAuth {
     info(
         title = "customers-api",
         version = "1.0.0",
-        description = "Customers and their spending policies. Compatible with the Customers part of the Proxy API; see the README for the rules."
+        description = "Customers and their spending policies. Compatible with the Customers part of the Proxy API; see docs/api-rules.md for the rules."
     ),
     paths(
         handlers::create,
@@ -76,19 +395,37 @@ impl Modify for BearerAuth {
     ),
     components(schemas(
         CustomerOut, CustomerIn, CustomerPatch, CustomerList, NameOut, Policy, Limits,
-        ErrorEnvelope, FieldError
+        CustomerType, CustomerStatus, ErrorEnvelope, ErrorBody, ErrorDetails, FieldError
     )),
     modifiers(&BearerAuth),
     security(("BearerAuth" = [])),
     tags((name = "Customers", description = "Manage customers who own agents and cards"))
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serialises")
-});
+/// The document as served, built once at start-up from the configuration it quotes.
+pub struct OpenApiDocument {
+    json: String,
+}
+
+impl OpenApiDocument {
+    pub fn build(settings: &Settings) -> Self {
+        Self {
+            json: Self::value(settings)
+                .to_pretty_json()
+                .expect("the OpenAPI document serialises"),
+        }
+    }
+
+    fn value(settings: &Settings) -> utoipa::openapi::OpenApi {
+        let mut doc = ApiDoc::openapi();
+        Shared {
+            retention: settings.idempotency.retention,
+        }
+        .modify(&mut doc);
+        doc
+    }
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -100,10 +437,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn openapi_json() -> HttpResponse {
+async fn openapi_json(document: web::Data<OpenApiDocument>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::json())
-        .body(DOCUMENT.as_str())
+        .body(document.json.clone())
 }
 
 const DOCS_HTML: &str = r#"<!doctype html>
@@ -151,11 +488,7 @@ async fn docs_asset(file: web::Path<String>) -> HttpResponse {
             "text/css; charset=utf-8",
         ),
         "docs.js" => (DOCS_JS.as_bytes(), "text/javascript; charset=utf-8"),
-        _ => {
-            return actix_web::ResponseError::error_response(&crate::error::ApiError::NotFound(
-                "no such asset",
-            ))
-        }
+        _ => return ApiError::NotFound("no such asset").error_response(),
     };
     HttpResponse::Ok()
         .content_type(content_type)
@@ -164,4 +497,64 @@ async fn docs_asset(file: web::Path<String>) -> HttpResponse {
             CacheDirective::MaxAge(3600),
         ]))
         .body(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{MAX_CENTS, PAGE_SIZE_MAX};
+    use serde_json::Value;
+
+    fn document() -> Value {
+        let settings = Settings::load().expect("the default configuration loads");
+        serde_json::from_str(&OpenApiDocument::build(&settings).json).unwrap()
+    }
+
+    /// The numbers the schema attributes carry (utoipa takes literals there) are the limits the
+    /// code enforces.
+    #[test]
+    fn the_document_quotes_the_limits() {
+        let doc = document();
+        let limit = doc["paths"]["/v1/customers"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap()
+            .clone();
+        assert_eq!(limit["schema"]["maximum"], PAGE_SIZE_MAX);
+        assert_eq!(limit["schema"]["minimum"], 1);
+        let limits = &doc["components"]["schemas"]["Limits"]["properties"];
+        for field in ["perAuth", "perDay", "perMonth"] {
+            assert_eq!(limits[field]["maximum"].as_f64(), Some(MAX_CENTS as f64));
+        }
+        let policy = &doc["components"]["schemas"]["Policy"]["properties"];
+        assert_eq!(
+            policy["autoApproveBelow"]["maximum"].as_f64(),
+            Some(MAX_CENTS as f64)
+        );
+        let too_large = &doc["paths"]["/v1/customers"]["post"]["responses"]["413"];
+        assert!(too_large["description"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{} KiB", MAX_BODY_BYTES / 1024)));
+    }
+
+    #[test]
+    fn the_idempotency_key_quotes_the_configured_retention() {
+        let mut settings = Settings::load().unwrap();
+        settings.idempotency.retention = Duration::from_secs(3 * 3600);
+        let doc: Value = serde_json::from_str(&OpenApiDocument::build(&settings).json).unwrap();
+        let parameters = doc["paths"]["/v1/customers"]["post"]["parameters"]
+            .as_array()
+            .unwrap();
+        let key = parameters
+            .iter()
+            .find(|p| p["name"] == "Idempotency-Key")
+            .unwrap();
+        assert!(
+            key["description"].as_str().unwrap().contains("kept 3h"),
+            "{key}"
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! A private PostgreSQL server for when no `DATABASE_URL` is given (contract §9), and for the
+//! A private PostgreSQL server for when no `DATABASE_URL` is given (docs/operations.md), and for the
 //! test harness. It uses the server programs already installed on the machine and downloads
 //! nothing; the maintained crates for this (postgresql_embedded, pg-embed) download their own
 //! builds, which this service must not depend on.

@@ -10,9 +10,9 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
-use crate::auth::Tenant;
 use crate::configuration::RateLimitSettings;
 use crate::error::ApiError;
+use crate::tenant::Tenant;
 
 type Limiter =
     RateLimiter<Tenant, DefaultKeyedStateStore<Tenant>, DefaultClock, StateInformationMiddleware>;

@@ -9,23 +9,14 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, ResponseError};
+use tracing::Instrument;
 
-use crate::auth::Tenant;
 use crate::error::{ApiError, RenderedError};
 use crate::rate_limit::Allowance;
+use crate::request_id;
+use crate::tenant::Tenant;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
-
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
-
-/// The id of the request being served, or a placeholder outside of one.
-pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| "req_unknown".to_owned())
-}
 
 /// A client-sent id is echoed when it is short and plain; anything else gets a fresh one, so
 /// that a hostile header never reaches a log line.
@@ -51,20 +42,22 @@ pub async fn middleware(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = request_id_for(&req);
-    let result: Result<ServiceResponse<BoxBody>, actix_web::Error> = REQUEST_ID
-        .scope(request_id.clone(), async move {
-            match next.call(req).await {
-                Ok(response) => Ok(envelope_framework_errors(response.map_into_boxed_body())),
-                // Errors that escape as Err are rendered here, inside the request's scope, so
-                // that they carry the envelope and the id too.
-                Err(e) => {
-                    let api = api_error_for_status(e.as_response_error().status_code());
-                    let res = api.error_response();
-                    Err(actix_web::error::InternalError::from_response(e.to_string(), res).into())
-                }
+    // Everything logged while serving the request (an internal error deep in a write, say)
+    // carries its id.
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let served = request_id::scope(request_id.clone(), async move {
+        match next.call(req).await {
+            Ok(response) => Ok(envelope_framework_errors(response.map_into_boxed_body())),
+            // Errors that escape as Err are rendered here, inside the request's scope, so
+            // that they carry the envelope and the id too.
+            Err(e) => {
+                let api = api_error_for_status(e.as_response_error().status_code());
+                let res = api.error_response();
+                Err(actix_web::error::InternalError::from_response(e.to_string(), res).into())
             }
-        })
-        .await;
+        }
+    });
+    let result: Result<ServiceResponse<BoxBody>, actix_web::Error> = served.instrument(span).await;
     let mut response = result?;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

@@ -11,29 +11,15 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Gatekeeper, KeyRing};
-use crate::configuration::{IdempotencySettings, Settings};
-use crate::customers::cursor::Cursors;
+use crate::configuration::Settings;
 use crate::error::ApiError;
-use crate::idempotency::{self, Executor};
+use crate::idempotency;
+use crate::openapi::OpenApiDocument;
+use crate::pagination::Cursors;
 use crate::private_postgres::{Durability, PrivatePostgres};
 use crate::rate_limit::RateLimits;
+use crate::state::AppState;
 use crate::{db, health, request_context};
-
-/// What every handler shares.
-pub struct AppState {
-    pub pool: PgPool,
-    pub idempotency: IdempotencySettings,
-    pub cursors: Cursors,
-}
-
-impl AppState {
-    pub fn executor(&self) -> Executor<'_> {
-        Executor {
-            pool: &self.pool,
-            settings: &self.idempotency,
-        }
-    }
-}
 
 pub struct Application {
     port: u16,
@@ -106,12 +92,14 @@ impl Application {
             idempotency: settings.idempotency.clone(),
             cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
         });
+        let document = web::Data::new(OpenApiDocument::build(&settings));
         let gate_for_tasks = gate.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(middleware::from_fn(request_context::middleware))
                 .app_data(state.clone())
                 .app_data(gate.clone())
+                .app_data(document.clone())
                 .configure(crate::customers::routes)
                 .configure(health::routes)
                 .configure(crate::openapi::routes)

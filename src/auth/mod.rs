@@ -1,5 +1,5 @@
-//! Authentication and tenancy (contract §7): bearer JWTs verified with `jsonwebtoken`, keys
-//! chosen by `kid`, tenant = (org, mode), scopes with implication.
+//! Authentication and tenancy (docs/api-rules.md#authentication): bearer JWTs verified with
+//! `jsonwebtoken`, keys chosen by `kid`, tenant = (org, mode), scopes with implication.
 
 mod keys;
 
@@ -14,35 +14,13 @@ pub use keys::{mint_token, KeyRing, TokenRequest};
 
 use crate::error::ApiError;
 use crate::rate_limit::RateLimits;
+pub use crate::tenant::{Mode, Tenant};
 
 /// What stands between a request and the handlers: token verification, then the tenant's rate
 /// limit.
 pub struct Gatekeeper {
     pub keys: KeyRing,
     pub limits: Option<RateLimits>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Test,
-    Live,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Test => "test",
-            Mode::Live => "live",
-        }
-    }
-}
-
-/// Whose data a request may touch. Every query is scoped by both parts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Tenant {
-    pub org: String,
-    pub mode: Mode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -144,12 +122,9 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         .split_ascii_whitespace()
         .filter_map(Scope::parse)
         .max();
-    // Visible ASCII only: the org id is written into SQL text when a write binds its tenant
-    // (db::bind_tenant_sql), and nothing else is a plausible org id.
-    if claims.org.is_empty()
-        || claims.org.len() > 255
-        || !claims.org.bytes().all(|b| (0x21..=0x7e).contains(&b))
-    {
+    // Visible ASCII only: the org id ends up in subjects, log fields and row-level-security
+    // bindings, and nothing else is a plausible org id.
+    if !crate::tenant::is_visible_ascii_token(claims.org.as_bytes()) {
         return Err(ApiError::Unauthorized("the token's org claim is not valid"));
     }
     let tenant = Tenant {

@@ -1,15 +1,27 @@
-//! The customers resource: routes, request handling, validation, merge patch and SQL.
+//! The customers resource.
 //!
-//! A PATCH travels `handlers::update` → `patch::apply` (merge + `validation`) →
-//! `repo::update_fields` (compare-and-set on the version).
+//! A PATCH, from the route to the database and back:
+//!
+//! 1. `handlers::update` extracts the caller (scope), the body (`input::canonical_body`), the
+//!    `Idempotency-Key`, `If-Match` and the id (`domain::CustomerId::parse`);
+//! 2. `idempotency::Write::begin_reading` claims the key and reads the customer in one
+//!    statement (`repo::FindClaiming`), or answers with what the key already holds;
+//! 3. `service::update` → `service::change` reads (`repo::find`) unless the claim did, checks
+//!    `If-Match` and the status, merges and validates (`patch::apply` → `validation`);
+//! 4. `repo::update` writes the next version with a compare-and-set, storing the reply of a
+//!    keyed request in the same statement; a lost race goes back to step 3;
+//! 5. `Write::finish` stores the reply (if not stored yet) and commits;
+//! 6. the handler returns the reply; the request middleware adds the request id and logs.
 
-pub mod cursor;
+pub mod domain;
 pub mod handlers;
 pub mod input;
 pub mod integers;
+pub mod list;
 pub mod model;
 pub mod patch;
 mod repo;
+pub mod service;
 pub mod validation;
 
 use actix_web::web;

@@ -1,26 +1,28 @@
-//! The stored customer, its API representation (`CustomerOut`), and the JSON document of its
-//! writable fields that merge patches apply to.
+//! The stored customer ([`Customer`]), its API representation ([`CustomerOut`]), the types
+//! that describe request bodies in the OpenAPI document, and the JSON document of the writable
+//! fields that merge patches apply to.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::domain::{CustomerId, CustomerStatus, CustomerType, Version};
 use super::validation::{CustomerFields, Name, Policy};
 
 /// One row of `customers`, as every query returns it.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CustomerRow {
-    pub id: String,
-    pub kind: String,
-    pub status: String,
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Customer {
+    pub id: CustomerId,
+    pub kind: CustomerType,
+    pub status: CustomerStatus,
     pub email: Option<String>,
     pub phone: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
     pub policy: Option<Value>,
     pub metadata: Value,
-    pub version: i64,
+    pub version: Version,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -32,7 +34,7 @@ pub struct NameOut<'a> {
     pub last: Option<&'a str>,
 }
 
-/// The Customer object of contract §2.
+/// The Customer object (docs/api-rules.md#the-customer-object).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Customer)]
 #[serde(rename_all = "camelCase")]
@@ -41,10 +43,8 @@ pub struct CustomerOut<'a> {
     #[schema(example = "cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4E")]
     pub id: &'a str,
     #[serde(rename = "type")]
-    #[schema(value_type = CustomerType)]
-    pub kind: &'a str,
-    #[schema(value_type = CustomerStatus)]
-    pub status: &'a str,
+    pub kind: CustomerType,
+    pub status: CustomerStatus,
     pub email: Option<&'a str>,
     pub phone: Option<&'a str>,
     /// Left out when neither first nor last name is set.
@@ -63,40 +63,22 @@ pub struct CustomerOut<'a> {
     pub updated_at: String,
 }
 
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // describes the API; values travel as strings
-pub enum CustomerType {
-    Consumer,
-    Corporate,
-}
-
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-#[allow(dead_code)] // describes the API; values travel as strings
-pub enum CustomerStatus {
-    Pending,
-    Active,
-    Deleted,
-}
-
 /// The body of `POST /v1/customers`, for the OpenAPI document (bodies are parsed and checked
 /// by `input` and `validation`, which report every violation at once).
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct CustomerIn {
     /// consumer (default) or corporate; fixed at creation.
-    #[schema(value_type = Option<CustomerType>, nullable = false)]
-    r#type: Option<String>,
+    #[schema(nullable = false)]
+    r#type: Option<CustomerType>,
     /// At most 254 characters, a valid address.
     email: Option<String>,
     /// E.164: + then 7 to 15 digits.
     #[schema(example = "+14155551234")]
     phone: Option<String>,
-    /// null clears both parts (in a PATCH).
     #[schema(nullable = false)]
     name: Option<NameIn>,
-    /// null removes the whole policy (in a PATCH); members set to null remove one field.
     #[schema(nullable = false)]
     policy: Option<Policy>,
     /// At most 50 keys of 1 to 40 characters; each value at most 500 bytes serialised.
@@ -107,21 +89,24 @@ pub struct CustomerIn {
 /// A JSON merge patch (RFC 7396) of the writable fields: absent keeps, null clears, objects
 /// merge, arrays replace. The merged customer is validated as a whole.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct CustomerPatch {
+    /// null clears it.
     email: Option<String>,
+    /// null clears it.
     phone: Option<String>,
-    /// null clears both parts (in a PATCH).
-    #[schema(nullable = false)]
+    /// null clears both parts; a part set to null clears that part.
     name: Option<NameIn>,
-    /// null removes the whole policy (in a PATCH); members set to null remove one field.
-    #[schema(nullable = false)]
+    /// null removes the whole policy; a member set to null removes that member.
     policy: Option<Policy>,
+    /// null empties it; a key set to null removes that key.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct NameIn {
     /// 1 to 100 characters, not only spaces.
@@ -145,16 +130,47 @@ pub fn timestamp(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-impl CustomerRow {
+impl Customer {
+    /// A new customer of `kind` with `values`, at version 1.
+    pub fn new(
+        id: CustomerId,
+        kind: CustomerType,
+        values: CustomerValues,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        let CustomerValues {
+            email,
+            phone,
+            first_name,
+            last_name,
+            policy,
+            metadata,
+        } = values;
+        Customer {
+            id,
+            kind,
+            status: CustomerStatus::Pending,
+            email,
+            phone,
+            first_name,
+            last_name,
+            policy,
+            metadata,
+            version: Version::FIRST,
+            created_at,
+            updated_at: created_at,
+        }
+    }
+
     pub fn out(&self) -> CustomerOut<'_> {
         let name = (self.first_name.is_some() || self.last_name.is_some()).then_some(NameOut {
             first: self.first_name.as_deref(),
             last: self.last_name.as_deref(),
         });
         CustomerOut {
-            id: &self.id,
-            kind: &self.kind,
-            status: &self.status,
+            id: self.id.as_str(),
+            kind: self.kind,
+            status: self.status,
             email: self.email.as_deref(),
             phone: self.phone.as_deref(),
             name,
@@ -165,23 +181,33 @@ impl CustomerRow {
         }
     }
 
-    /// This customer as a successful compare-and-set of `values` leaves it: the next version,
-    /// written at `updated_at`. Known before the write, so the response can be stored with it.
-    pub fn patched(&self, values: &CustomerValues, updated_at: DateTime<Utc>) -> CustomerRow {
-        CustomerRow {
-            id: self.id.clone(),
-            kind: self.kind.clone(),
-            status: self.status.clone(),
-            email: values.email.clone(),
-            phone: values.phone.clone(),
-            first_name: values.first_name.clone(),
-            last_name: values.last_name.clone(),
-            policy: values.policy.clone(),
-            metadata: values.metadata.clone(),
-            version: self.version + 1,
-            created_at: self.created_at,
-            updated_at,
-        }
+    /// The next version of this customer, changed by `change`, written at `at` (never before
+    /// the current `updatedAt`, so a customer's clock never runs backwards, even across
+    /// instances whose clocks differ).
+    pub fn next_version(&self, at: DateTime<Utc>, change: impl FnOnce(&mut Customer)) -> Customer {
+        let mut next = self.clone();
+        change(&mut next);
+        next.version = self.version.next();
+        next.updated_at = at.max(self.updated_at);
+        next
+    }
+
+    /// Sets the writable fields.
+    pub fn set_values(&mut self, values: CustomerValues) {
+        let CustomerValues {
+            email,
+            phone,
+            first_name,
+            last_name,
+            policy,
+            metadata,
+        } = values;
+        self.email = email;
+        self.phone = phone;
+        self.first_name = first_name;
+        self.last_name = last_name;
+        self.policy = policy;
+        self.metadata = metadata;
     }
 
     /// The response body for this customer.
@@ -189,13 +215,8 @@ impl CustomerRow {
         serde_json::to_vec(&self.out()).expect("a customer always serialises")
     }
 
-    /// The strong ETag of this customer's version (§4.4).
-    pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
-    }
-
     pub fn is_deleted(&self) -> bool {
-        self.status == "deleted"
+        self.status == CustomerStatus::Deleted
     }
 
     /// The writable fields as the JSON document a merge patch applies to: a member is present
@@ -248,7 +269,8 @@ pub fn normalize(doc: &mut Value) {
     }
 }
 
-/// The columns a write stores, from validated fields.
+/// The writable fields as a write stores them, from validated fields.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct CustomerValues {
     pub email: Option<String>,
     pub phone: Option<String>,

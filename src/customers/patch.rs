@@ -1,12 +1,45 @@
-//! Turning a request body into the values to store: the merge patch of contract §4 (a create is
-//! the same merge applied to an empty customer) followed by validation of the whole result.
+//! Turning a request body into the values to store: the merge patch (RFC 7396; a create is the
+//! same merge applied to an empty customer) followed by validation of the whole result. The
+//! rules are in docs/api-rules.md#patch-merge-rules.
 
 use serde_json::{Map, Value};
 
+use super::domain::CustomerType;
 use super::input::{check_body, BodyKind};
 use super::model::{normalize, CustomerValues};
 use super::validation::CustomerFields;
 use crate::error::{ApiError, FieldError};
+
+/// A create body: its `type` and the values of the new customer. A bad `type` is reported
+/// together with everything else that is wrong.
+pub fn new_customer(body: &Map<String, Value>) -> Result<(CustomerType, CustomerValues), ApiError> {
+    let empty = Value::Object(Map::from_iter([(
+        "metadata".to_owned(),
+        Value::Object(Map::new()),
+    )]));
+    match (customer_type(body), apply(&empty, body, BodyKind::Create)) {
+        (Ok(kind), Ok(Outcome::Changed(values))) => Ok((kind, values)),
+        (Ok(kind), Ok(Outcome::Unchanged)) => Ok((kind, CustomerFields::default().into())),
+        (Err(type_error), Err(ApiError::Validation(mut errors))) => {
+            errors.push(type_error);
+            errors.sort_by(|a, b| a.param.cmp(&b.param));
+            Err(ApiError::Validation(errors))
+        }
+        (Err(type_error), _) => Err(ApiError::Validation(vec![type_error])),
+        (Ok(_), Err(e)) => Err(e),
+    }
+}
+
+/// `type` on create: `consumer` (default) or `corporate`.
+fn customer_type(body: &Map<String, Value>) -> Result<CustomerType, FieldError> {
+    match body.get("type") {
+        Some(Value::String(s)) => CustomerType::parse(s).ok_or_else(|| {
+            FieldError::new("type", "invalid_value", "must be consumer or corporate")
+        }),
+        // Absent or null; a wrong JSON type is reported by the shape check.
+        _ => Ok(CustomerType::Consumer),
+    }
+}
 
 /// What a body does to a customer.
 pub enum Outcome {
@@ -93,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn the_contract_example_merges_limits() {
+    fn the_documented_example_merges_limits() {
         let current = json!({"policy": {"requireIntent": true, "limits": {"perDay": 50000, "perMonth": 500000}}, "metadata": {}});
         let result = stored(patch(
             current,

@@ -1,5 +1,5 @@
-//! The field rules of contract §3, applied to a whole customer (the create body, or the result
-//! of a merge patch). Per-field rules are declared with the `validator` crate; what it cannot
+//! The field rules (docs/api-rules.md#validation), applied to a whole customer (the create body,
+//! or the result of a merge patch). Per-field rules are declared with the `validator` crate; what it cannot
 //! say (rules across fields, per-key metadata rules) is the code at the bottom.
 
 use std::borrow::Cow;
@@ -11,8 +11,10 @@ use utoipa::ToSchema;
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
 use crate::error::FieldError;
-
-pub const MAX_CENTS: i64 = 1_000_000_000_000;
+use crate::limits::{
+    EMAIL_MAX_CHARS, MAX_CENTS, MCCS_MAX, MERCHANTS_MAX, MERCHANT_NAME_MAX_CHARS,
+    METADATA_KEY_MAX_CHARS, METADATA_MAX_KEYS, METADATA_VALUE_MAX_BYTES, NAME_MAX_CHARS,
+};
 
 /// The writable fields of a customer, typed. Built from a document that passed
 /// `input::check_body` and the merge, so deserialising it cannot fail on types.
@@ -21,7 +23,7 @@ pub const MAX_CENTS: i64 = 1_000_000_000_000;
 pub struct CustomerFields {
     #[validate(
         length(
-            max = 254,
+            max = EMAIL_MAX_CHARS,
             code = "too_long",
             message = "must be at most 254 characters"
         ),
@@ -42,25 +44,9 @@ pub struct CustomerFields {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct Name {
-    #[validate(
-        length(
-            min = 1,
-            max = 100,
-            code = "invalid_length",
-            message = "must be 1 to 100 characters"
-        ),
-        custom(function = "not_blank")
-    )]
+    #[validate(custom(function = "name_part"))]
     pub first: Option<String>,
-    #[validate(
-        length(
-            min = 1,
-            max = 100,
-            code = "invalid_length",
-            message = "must be 1 to 100 characters"
-        ),
-        custom(function = "not_blank")
-    )]
+    #[validate(custom(function = "name_part"))]
     pub last: Option<String>,
 }
 
@@ -99,32 +85,22 @@ pub struct Policy {
     #[validate(range(min = 1, max = 3_650, code = "out_of_range"))]
     pub ttl_days: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// null (in a PATCH) removes every limit.
     #[validate(nested)]
-    #[schema(nullable = false)]
     pub limits: Option<Limits>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[validate(
-        length(
-            max = 1000,
-            code = "too_many",
-            message = "must have at most 1000 codes"
-        ),
-        custom(function = "mcc_list")
-    )]
+    #[validate(custom(function = "mcc_list"))]
     pub allowed_mccs: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[validate(
-        length(
-            max = 1000,
-            code = "too_many",
-            message = "must have at most 1000 codes"
-        ),
-        custom(function = "mcc_list")
-    )]
+    #[validate(custom(function = "mcc_list"))]
     pub blocked_mccs: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[validate(
-        length(max = 100, code = "too_many", message = "must have at most 100 names"),
+        length(
+            max = MERCHANTS_MAX,
+            code = "too_many",
+            message = "must have at most 100 names"
+        ),
         custom(function = "merchant_list")
     )]
     pub allowed_merchants: Option<Vec<String>>,
@@ -173,7 +149,14 @@ fn e164(s: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-fn not_blank(s: &str) -> Result<(), ValidationError> {
+/// A first or last name: 1 to 100 characters, not only spaces.
+fn name_part(s: &str) -> Result<(), ValidationError> {
+    if !(1..=NAME_MAX_CHARS).contains(&(s.chars().count() as u64)) {
+        return Err(rule(
+            "invalid_length",
+            format!("must be 1 to {NAME_MAX_CHARS} characters"),
+        ));
+    }
     if s.trim().is_empty() {
         return Err(rule("invalid_value", "must not be only spaces"));
     }
@@ -181,6 +164,12 @@ fn not_blank(s: &str) -> Result<(), ValidationError> {
 }
 
 fn mcc_list(codes: &[String]) -> Result<(), ValidationError> {
+    if codes.len() as u64 > MCCS_MAX {
+        return Err(rule(
+            "too_many",
+            format!("must have at most {MCCS_MAX} codes"),
+        ));
+    }
     let mut seen = HashSet::with_capacity(codes.len());
     for (i, code) in codes.iter().enumerate() {
         if code.len() != 4 || !code.bytes().all(|b| b.is_ascii_digit()) {
@@ -199,10 +188,10 @@ fn mcc_list(codes: &[String]) -> Result<(), ValidationError> {
 fn merchant_list(names: &[String]) -> Result<(), ValidationError> {
     let mut seen = HashSet::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
-        if !(1..=200).contains(&name.chars().count()) {
+        if !(1..=MERCHANT_NAME_MAX_CHARS).contains(&name.chars().count()) {
             return Err(rule(
                 "invalid_length",
-                format!("item {i} must be 1 to 200 characters"),
+                format!("item {i} must be 1 to {MERCHANT_NAME_MAX_CHARS} characters"),
             ));
         }
         if !seen.insert(name.to_lowercase()) {
@@ -216,7 +205,7 @@ fn merchant_list(names: &[String]) -> Result<(), ValidationError> {
 }
 
 impl CustomerFields {
-    /// Every violation of §3 in this customer, sorted by field.
+    /// Every rule this customer breaks, sorted by field.
     pub fn violations(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
         if let Err(found) = self.validate() {
@@ -267,20 +256,23 @@ fn policy_rules(policy: &Policy, errors: &mut Vec<FieldError>) {
 }
 
 fn metadata_rules(metadata: &Map<String, Value>, errors: &mut Vec<FieldError>) {
-    if metadata.len() > 50 {
+    if metadata.len() > METADATA_MAX_KEYS {
         errors.push(FieldError::new(
             "metadata",
             "too_many",
-            format!("must have at most 50 keys, has {}", metadata.len()),
+            format!(
+                "must have at most {METADATA_MAX_KEYS} keys, has {}",
+                metadata.len()
+            ),
         ));
     }
     for (key, value) in metadata {
         let param = format!("metadata.{key}");
-        if !(1..=40).contains(&key.chars().count()) {
+        if !(1..=METADATA_KEY_MAX_CHARS).contains(&key.chars().count()) {
             errors.push(FieldError::new(
                 &param,
                 "invalid_key",
-                "keys must be 1 to 40 characters",
+                format!("keys must be 1 to {METADATA_KEY_MAX_CHARS} characters"),
             ));
         } else if key.contains(['[', ']']) {
             errors.push(FieldError::new(
@@ -292,11 +284,13 @@ fn metadata_rules(metadata: &Map<String, Value>, errors: &mut Vec<FieldError>) {
         let size = serde_json::to_vec(value)
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
-        if size > 500 {
+        if size > METADATA_VALUE_MAX_BYTES {
             errors.push(FieldError::new(
                 &param,
                 "too_long",
-                format!("the value is {size} bytes serialised; at most 500 are allowed"),
+                format!(
+                    "the value is {size} bytes serialised; at most {METADATA_VALUE_MAX_BYTES} are allowed"
+                ),
             ));
         }
     }

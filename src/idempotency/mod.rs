@@ -1,21 +1,39 @@
-//! Idempotency-Key (contract §8): every write route runs through [`execute`], which joins the
-//! business write and the stored response in one database transaction when a key is sent.
+//! Idempotency keys: a write sent with `Idempotency-Key` runs once per (tenant, key); a retry
+//! gets the first answer again. The rules are in docs/api-rules.md#idempotency.
+//!
+//! A write route drives a [`Write`], a handle on the connection (and, with a key, the
+//! transaction) its statements run on:
+//!
+//! ```text
+//! match Write::begin(pool, settings, tenant, keyed).await? {
+//!     Begun::Replay(response) => response,                 // the key was used: its answer
+//!     Begun::Fresh(mut write, ()) => {
+//!         let outcome = service::create(&mut write, ...).await;   // the business write
+//!         write.finish(outcome).await                       // stores the reply, commits
+//!     }
+//! }
+//! ```
+//!
+//! With a key, `begin` opens a transaction and claims the key in it; the business write and the
+//! stored reply then commit together in [`Write::finish`]. A duplicate still running is waited
+//! for (bounded), because its claim row is uncommitted; several instances on one database behave
+//! the same. Without a key every statement is its own transaction and nothing is stored.
 
+mod reply;
+mod sql;
 mod store;
 pub mod sweeper;
+mod write;
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, ETAG, LOCATION};
-use actix_web::http::{Method, StatusCode};
-use actix_web::HttpResponse;
-use futures_util::future::BoxFuture;
-use std::time::Duration;
-
+use actix_web::http::header::{HeaderMap, HeaderName};
+use actix_web::http::Method;
 use sha2::{Digest, Sha256};
-use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::auth::Tenant;
-use crate::configuration::IdempotencySettings;
 use crate::error::ApiError;
+
+pub use reply::Reply;
+pub(crate) use sql::{query_claiming, query_saving};
+pub use write::{Begun, Claim, ReadWithClaim, SaveReply, Saver, Write};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -27,6 +45,29 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A write's key and what identifies "the same request" under it.
+#[derive(Debug, Clone)]
+pub struct KeyedRequest {
+    pub key: IdempotencyKey,
+    pub fingerprint: [u8; 32],
+}
+
+impl KeyedRequest {
+    /// The request's key, if it sent one, with the fingerprint of `method path body`. Only a
+    /// keyed request pays for hashing its body.
+    pub fn from_headers(
+        headers: &HeaderMap,
+        method: &Method,
+        path: &str,
+        body: Option<&serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<Option<Self>, ApiError> {
+        Ok(key_from_headers(headers)?.map(|key| KeyedRequest {
+            key,
+            fingerprint: fingerprint(method, path, body),
+        }))
     }
 }
 
@@ -67,7 +108,7 @@ fn parse_key(raw: &[u8]) -> Result<IdempotencyKey, ApiError> {
         }
         _ => raw.to_vec(),
     };
-    if key.is_empty() || key.len() > 255 || !key.iter().all(|b| (0x21..=0x7e).contains(b)) {
+    if !crate::tenant::is_visible_ascii_token(&key) {
         return Err(invalid);
     }
     // Only visible ASCII bytes remain, so this cannot fail.
@@ -94,69 +135,16 @@ pub fn fingerprint(
     hash.finalize().into()
 }
 
-/// A write route's response, in the form that can be stored and replayed byte for byte.
-#[derive(Debug, Clone)]
-pub struct WriteResponse {
-    pub status: StatusCode,
-    pub body: Vec<u8>,
-    pub location: Option<String>,
-    pub etag: Option<String>,
-    /// Set by a work whose final statement already stored this response under its
-    /// [`PendingKey`]; the executor then does not store it again.
-    pub stored: bool,
+fn is_lock_timeout(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "55P03")
 }
 
-/// The key a write runs under, handed to its work. A work may store its response in its final
-/// statement, together with the business write ([`WriteResponse::stored`]); a work run with
-/// [`ClaimBy::Work`] also claims the key in its first statement, together with its first read
-/// (`claim_*` give what that statement needs). One round trip fewer each.
-pub struct PendingKey {
-    pub tenant: Tenant,
-    pub key: IdempotencyKey,
-    pub fingerprint: [u8; 32],
-    retention: Duration,
-    wait: Duration,
-}
-
-impl PendingKey {
-    /// Seconds a claimed key is kept.
-    pub fn claim_retention_secs(&self) -> f64 {
-        self.retention.as_secs_f64()
-    }
-
-    /// The `lock_timeout` (ms, as text) for waiting on a duplicate still in flight.
-    pub fn claim_wait_ms(&self) -> String {
-        self.wait.as_millis().max(1).to_string()
-    }
-}
-
-/// Who claims the key of a keyed write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClaimBy {
-    /// The executor, in a statement of its own before the work runs.
-    Executor,
-    /// The work, in its first statement (which must then claim the key before anything else the
-    /// work does). It answers [`Done::KeyTaken`] when the key was not free.
-    Work,
-}
-
-/// What a work did.
-pub enum Done {
-    /// Ran: this is the response.
-    Response(WriteResponse),
-    /// Claimed the key itself (`ClaimBy::Work`) and found it used or in use; nothing was done.
-    KeyTaken,
-}
-
-impl From<WriteResponse> for Done {
-    fn from(response: WriteResponse) -> Self {
-        Done::Response(response)
-    }
-}
-
-/// Turns a failed claim statement into the API's answer: a duplicate that waited past the bound
-/// is 409 `idempotency_request_in_progress` (not the 503 of other lock timeouts).
-pub fn claim_error(e: sqlx::Error) -> ApiError {
+/// A claim statement that failed: a duplicate that waited past the bound is 409
+/// `idempotency_request_in_progress` (not the 503 of other lock timeouts).
+#[track_caller]
+fn claim_error(e: sqlx::Error) -> ApiError {
     if is_lock_timeout(&e) {
         crate::metrics::idempotency_event("in_progress");
         ApiError::IdempotencyInProgress
@@ -165,147 +153,12 @@ pub fn claim_error(e: sqlx::Error) -> ApiError {
     }
 }
 
-impl WriteResponse {
-    fn from_error(e: &ApiError) -> Self {
-        use actix_web::ResponseError;
-        Self {
-            status: e.status_code(),
-            body: e.body(),
-            location: None,
-            etag: None,
-            stored: false,
-        }
-    }
-
-    fn into_http(self, replayed: bool) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status);
-        response.content_type("application/json");
-        if let Some(location) = self.location {
-            response.insert_header((LOCATION, location));
-        }
-        if let Some(etag) = self.etag {
-            response.insert_header((ETAG, etag));
-        }
-        if replayed {
-            response.insert_header((IDEMPOTENT_REPLAYED, HeaderValue::from_static("true")));
-        }
-        let mut response = response.body(self.body);
-        if !self.status.is_success() {
-            // Already this API's envelope (a stored business error).
-            response
-                .extensions_mut()
-                .insert(crate::error::RenderedError);
-        }
-        response
-    }
-}
-
-/// The body of a write: runs on the connection it is given, inside the key's transaction when
-/// there is a key (then it also gets the key, see [`PendingKey`]). Its business errors (404,
-/// 409, 412) are stored and replayed like successes.
-pub type Work<'a> = Box<
-    dyn for<'c> FnOnce(
-            &'c mut PgConnection,
-            Option<&'c PendingKey>,
-        ) -> BoxFuture<'c, Result<Done, ApiError>>
-        + Send
-        + 'a,
->;
-
-pub struct Executor<'a> {
-    pub pool: &'a PgPool,
-    pub settings: &'a IdempotencySettings,
-}
-
-impl Executor<'_> {
-    /// Runs a write exactly once per (tenant, key).
-    pub async fn execute(
-        &self,
-        tenant: &Tenant,
-        keyed: Option<(IdempotencyKey, [u8; 32])>,
-        claim_by: ClaimBy,
-        work: Work<'_>,
-    ) -> Result<HttpResponse, ApiError> {
-        let Some((key, fingerprint)) = keyed else {
-            // No key: each statement of the work is its own atomic write; nothing is stored.
-            let mut conn = crate::db::acquire(self.pool).await?;
-            return match work(&mut conn, None).await? {
-                Done::Response(response) => Ok(response.into_http(false)),
-                Done::KeyTaken => Err(ApiError::internal("a write without a key took a key")),
-            };
-        };
-
-        let pending = PendingKey {
-            tenant: tenant.clone(),
-            key,
-            fingerprint,
-            retention: self.settings.retention,
-            wait: self.settings.wait,
-        };
-        let mut conn = crate::db::acquire(self.pool).await?;
-        let mut tx = conn.begin().await?;
-        if claim_by == ClaimBy::Executor {
-            let claim = store::claim(&mut tx, &pending).await.map_err(claim_error)?;
-            if let Some(answer) = answer_taken(claim, &pending.fingerprint) {
-                return answer;
-            }
-        }
-        let response = match work(&mut tx, Some(&pending)).await {
-            Ok(Done::Response(response)) => response,
-            Ok(Done::KeyTaken) => {
-                // Gone again since the work's claim only if it had just expired: a retry
-                // claims it afresh.
-                let claim = store::existing(&mut tx, tenant, &pending.key)
-                    .await?
-                    .unwrap_or(store::Claim::InProgress);
-                return answer_taken(claim, &pending.fingerprint)
-                    .unwrap_or_else(|| Err(ApiError::internal("a taken key was claimed")));
-            }
-            Err(e) if e.is_business_outcome() => WriteResponse::from_error(&e),
-            // Rejected or failed: nothing is stored, the key stays free (drop = rollback).
-            Err(e) => return Err(e),
-        };
-        if !response.stored {
-            store::save(&mut tx, tenant, &pending.key, &response).await?;
-        }
-        tx.commit().await?;
-        Ok(response.into_http(false))
-    }
-}
-
-/// The answer to a request whose key was not free (`None` when it was claimed): the stored
-/// response replayed, 422 for another request under the same key, or 409 while the first
-/// request is still running. The transaction is dropped (rolled back) by the caller.
-fn answer_taken(
-    claim: store::Claim,
-    fingerprint: &[u8; 32],
-) -> Option<Result<HttpResponse, ApiError>> {
-    match claim {
-        store::Claim::Claimed => None,
-        store::Claim::Existing(stored) if stored.fingerprint != fingerprint => {
-            crate::metrics::idempotency_event("mismatch");
-            Some(Err(ApiError::IdempotencyKeyReused))
-        }
-        store::Claim::Existing(stored) => {
-            crate::metrics::idempotency_event("replay");
-            Some(Ok(stored.response.into_http(true)))
-        }
-        store::Claim::InProgress => Some(Err(ApiError::IdempotencyInProgress)),
-    }
-}
-
-fn is_lock_timeout(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "55P03")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn keys_follow_the_contract() {
+    fn keys_follow_the_rules() {
         assert_eq!(parse_key(b"abc").unwrap().as_str(), "abc");
         assert_eq!(parse_key(b"\"abc\"").unwrap().as_str(), "abc");
         assert_eq!(parse_key(br#""a\"b""#).unwrap().as_str(), "a\"b");

@@ -1,6 +1,7 @@
-//! Opaque list cursors: the keyset position (created_at, id) of the last customer of a page,
-//! bound to the tenant and the filters, signed with HMAC-SHA256. A cursor the service did not
-//! issue, or one used with other filters or by another tenant, fails the signature check.
+//! Opaque list cursors: the keyset position (an instant and an id) of the last item of a page,
+//! bound to a scope (the tenant and the filters, spelled by the listing), signed with
+//! HMAC-SHA256. A cursor the service did not issue, or one used with other filters or by
+//! another tenant, fails the signature check.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -9,7 +10,6 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::auth::Tenant;
 use crate::error::ApiError;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -82,21 +82,4 @@ impl Cursors {
             DateTime::from_timestamp_micros(position.t).ok_or(ApiError::InvalidCursor)?;
         Ok((created_at, position.i))
     }
-}
-
-/// The scope string of a listing: tenant and filters, in a fixed order.
-pub fn scope(
-    tenant: &Tenant,
-    status: Option<&str>,
-    kind: Option<&str>,
-    email: Option<&str>,
-) -> String {
-    format!(
-        "{}\n{}\nstatus={}\ntype={}\nemail={}",
-        tenant.org,
-        tenant.mode.as_str(),
-        status.unwrap_or(""),
-        kind.unwrap_or(""),
-        email.map(str::to_lowercase).unwrap_or_default()
-    )
 }

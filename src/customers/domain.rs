@@ -1,0 +1,211 @@
+//! The customer's own types: its id, type, status and version (the ETag), each parsed once at
+//! the edge and carried typed from there.
+
+use actix_web::http::header::{HeaderMap, IF_MATCH};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// `cus_` + a ULID (26 Crockford base32 characters): unguessable (80 random bits) and ordered
+/// by creation time. A value of this type is always well-formed, so an id that cannot exist is
+/// answered without a query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct CustomerId(String);
+
+impl CustomerId {
+    /// A new id, and the instant its ULID carries (the customer's `createdAt`, so that ordering
+    /// by (created_at, id) and by id agree).
+    pub fn generate() -> (Self, DateTime<Utc>) {
+        let ulid = ulid::Ulid::new();
+        let created_at = DateTime::from_timestamp_millis(ulid.timestamp_ms() as i64)
+            .unwrap_or_else(super::service::now);
+        (Self(format!("cus_{ulid}")), created_at)
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let ulid = s.strip_prefix("cus_")?;
+        let well_formed = ulid.len() == 26
+            && ulid
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b.is_ascii_uppercase() && !b"ILOU".contains(&b)));
+        well_formed.then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Declares a closed set of lowercase words stored as `text` (with a CHECK in the schema).
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl sqlx::Type<sqlx::Postgres> for $name {
+            fn type_info() -> sqlx::postgres::PgTypeInfo {
+                <&str as sqlx::Type<sqlx::Postgres>>::type_info()
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, sqlx::Postgres> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut sqlx::postgres::PgArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&str as sqlx::Encode<sqlx::Postgres>>::encode(self.as_str(), buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, sqlx::Postgres> for $name {
+            fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+                Self::parse(text).ok_or_else(|| format!("unknown {} {text:?}", stringify!($name)).into())
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// `consumer` (the default) or `corporate`; fixed at creation.
+    CustomerType { Consumer = "consumer", Corporate = "corporate" }
+}
+
+text_enum! {
+    /// `pending` (new), `active` (after activate), `deleted` (after DELETE).
+    CustomerStatus { Pending = "pending", Active = "active", Deleted = "deleted" }
+}
+
+/// The customer's version: 1 at creation, one more with every change. Its strong ETag is the
+/// number in quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct Version(i64);
+
+impl Version {
+    pub const FIRST: Version = Version(1);
+
+    pub fn next(self) -> Version {
+        Version(self.0 + 1)
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    pub fn etag(self) -> String {
+        format!("\"{}\"", self.0)
+    }
+
+    /// The version a strong ETag names; `None` for anything else (a weak tag included).
+    fn from_etag(tag: &str) -> Option<Self> {
+        let number = tag.strip_prefix('"')?.strip_suffix('"')?;
+        // Only the canonical spelling: "007" is not the ETag "7".
+        let version: i64 = number.parse().ok()?;
+        (version.to_string() == number).then_some(Version(version))
+    }
+}
+
+/// `If-Match` on a write: `*` matches any existing customer; otherwise one of the listed
+/// strong ETags must be the current one. Weak tags (`W/"…"`) never match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    Absent,
+    Any,
+    /// The versions the listed strong tags name (tags that name none are dropped: they can
+    /// never match, but their presence still makes the header a condition).
+    Versions(Vec<Version>),
+}
+
+impl IfMatch {
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, ApiError> {
+        let mut versions = Vec::new();
+        let mut conditional = false;
+        for value in headers.get_all(IF_MATCH) {
+            let value = value
+                .to_str()
+                .map_err(|_| ApiError::InvalidRequest("If-Match is not valid".into()))?;
+            for tag in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if tag == "*" {
+                    return Ok(IfMatch::Any);
+                }
+                conditional = true;
+                versions.extend(Version::from_etag(tag));
+            }
+        }
+        Ok(if conditional {
+            IfMatch::Versions(versions)
+        } else {
+            IfMatch::Absent
+        })
+    }
+
+    /// 412 unless `current` is a version the header accepts.
+    pub fn check(&self, current: Version) -> Result<(), ApiError> {
+        match self {
+            IfMatch::Absent | IfMatch::Any => Ok(()),
+            IfMatch::Versions(versions) if versions.contains(&current) => Ok(()),
+            IfMatch::Versions(_) => Err(ApiError::PreconditionFailed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+
+    #[test]
+    fn ids_are_parsed_not_validated() {
+        assert!(CustomerId::parse("cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4E").is_some());
+        for bad in [
+            "",
+            "cus_",
+            "01JD7Q4X2V6W8Y9Z0A1B2C3D4E",
+            "cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4",
+            "cus_01jd7q4x2v6w8y9z0a1b2c3d4e",
+            "cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4I",
+            "cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4EE",
+        ] {
+            assert!(CustomerId::parse(bad).is_none(), "{bad}");
+        }
+        let (id, created_at) = CustomerId::generate();
+        assert_eq!(CustomerId::parse(id.as_str()), Some(id));
+        assert!(created_at <= Utc::now());
+    }
+
+    fn if_match(values: &[&str]) -> IfMatch {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(IF_MATCH, HeaderValue::from_str(v).unwrap());
+        }
+        IfMatch::from_headers(&headers).unwrap()
+    }
+
+    #[test]
+    fn if_match_takes_strong_tags_only() {
+        assert_eq!(if_match(&[]), IfMatch::Absent);
+        assert_eq!(if_match(&["*"]), IfMatch::Any);
+        let tags = if_match(&["\"3\", W/\"4\"", "\"5\""]);
+        assert!(tags.check(Version(3)).is_ok());
+        assert!(tags.check(Version(5)).is_ok());
+        assert!(tags.check(Version(4)).is_err(), "a weak tag never matches");
+        assert!(if_match(&["\"007\""]).check(Version(7)).is_err());
+        assert!(if_match(&["W/\"1\""]).check(Version(1)).is_err());
+        assert_eq!(Version(12).etag(), "\"12\"");
+    }
+}
