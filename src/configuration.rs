@@ -95,6 +95,7 @@ pub struct Settings {
     pub pagination: PaginationSettings,
     pub rate_limit: RateLimitSettings,
     pub log: LogSettings,
+    pub events: EventsSettings,
 }
 
 fn default_profile() -> Profile {
@@ -170,6 +171,30 @@ pub struct RateLimitSettings {
     pub per_second: u32,
     /// Requests a tenant may send at once after being idle.
     pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventsSettings {
+    /// NATS server to publish events to (`nats://host:4222`); empty: no publishing (the feed and
+    /// the history still work).
+    pub nats_url: Secret,
+    /// The JetStream stream events are published to.
+    pub stream: String,
+    /// How long JetStream remembers a `Nats-Msg-Id` to drop a republished duplicate.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    /// Events published per batch.
+    pub batch_size: i64,
+    /// How often the relay looks for events written by other instances (events written by this
+    /// one wake it at once).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How long one publication may wait for JetStream's acknowledgement.
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    /// Record events with every change. Only a benchmark of their cost switches this off; the
+    /// production profile refuses `false`.
+    pub record: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -337,7 +362,52 @@ impl Settings {
                 }
             }
         }
+        let events = &self.events;
+        if !(1..=10_000).contains(&events.batch_size) {
+            return Err(ConfigError::invalid(
+                "events.batch_size",
+                "must be 1 to 10000",
+            ));
+        }
+        for (name, d) in [
+            ("events.poll_interval", events.poll_interval),
+            ("events.publish_timeout", events.publish_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(name, "must be above zero"));
+            }
+        }
+        if events.duplicate_window < Duration::from_secs(120) {
+            return Err(ConfigError::invalid(
+                "events.duplicate_window",
+                "must be at least 2m",
+            ));
+        }
+        let url = events.nats_url.expose();
+        if !url.is_empty() && !url.starts_with("nats://") && !url.starts_with("tls://") {
+            return Err(ConfigError::invalid(
+                "events.nats_url",
+                "must be empty or a nats:// or tls:// URL",
+            ));
+        }
+        if events.stream.is_empty()
+            || !events
+                .stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::invalid(
+                "events.stream",
+                "must be letters, digits, _ or -",
+            ));
+        }
         if self.profile == Profile::Production {
+            if !events.record {
+                return Err(ConfigError::invalid(
+                    "events.record",
+                    "switching events off is for benchmarks; the production profile refuses it",
+                ));
+            }
             if self
                 .auth
                 .keys

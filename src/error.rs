@@ -67,6 +67,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("this idempotency key was already used with a different request")]
     IdempotencyKeyReused,
+    /// An as-of read before the customer's recorded history begins (the instant it is known
+    /// from is given).
+    #[error("the customer's history is not known before {0}")]
+    HistoryUnavailable(String),
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
     /// The cause is logged where the error is made; the client sees nothing of it.
@@ -108,6 +112,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::HistoryUnavailable(_) => "history_unavailable",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal => "internal_error",
             ApiError::Unavailable => "service_unavailable",
@@ -258,7 +263,9 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyKeyReused | ApiError::HistoryUnavailable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -27,6 +27,8 @@ use crate::customers::handlers;
 use crate::customers::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, NameOut};
 use crate::customers::validation::{Limits, Policy};
 use crate::error::{ApiError, ErrorBody, ErrorDetails, ErrorEnvelope, FieldError};
+use crate::events::handlers::{self as events_handlers, Event, EventActor, EventData, EventList};
+use crate::events::EventType;
 use crate::limits::{MAX_BODY_BYTES, TOKEN_MAX_BYTES};
 
 /// What an operation needs and can answer, besides its success.
@@ -45,6 +47,26 @@ struct OperationRules {
 
 const OPERATIONS: &[OperationRules] = &[
     OperationRules {
+        id: "listCustomerEvents",
+        scope: Scope::Read,
+        keyed: false,
+        conditional: false,
+        one_customer: false,
+        errors: || {
+            let mut errors = list_errors();
+            errors.push(ApiError::not_found());
+            errors
+        },
+    },
+    OperationRules {
+        id: "listEvents",
+        scope: Scope::Read,
+        keyed: false,
+        conditional: false,
+        one_customer: false,
+        errors: list_errors,
+    },
+    OperationRules {
         id: "createCustomer",
         scope: Scope::Write,
         keyed: true,
@@ -58,17 +80,7 @@ const OPERATIONS: &[OperationRules] = &[
         keyed: false,
         conditional: false,
         one_customer: false,
-        errors: || {
-            vec![
-                ApiError::InvalidRequest(String::new()),
-                ApiError::InvalidParameter {
-                    param: String::new(),
-                    message: String::new(),
-                },
-                unknown_parameter(),
-                ApiError::InvalidCursor,
-            ]
-        },
+        errors: list_errors,
     },
     OperationRules {
         id: "getCustomer",
@@ -76,7 +88,13 @@ const OPERATIONS: &[OperationRules] = &[
         keyed: false,
         conditional: false,
         one_customer: true,
-        errors: || vec![ApiError::not_found()],
+        errors: || {
+            vec![
+                invalid_parameter(),
+                ApiError::not_found(),
+                ApiError::HistoryUnavailable(String::new()),
+            ]
+        },
     },
     OperationRules {
         id: "updateCustomer",
@@ -113,10 +131,7 @@ fn body_errors() -> Vec<ApiError> {
     vec![
         ApiError::InvalidJson(String::new()),
         ApiError::InvalidRequest(String::new()),
-        ApiError::InvalidParameter {
-            param: String::new(),
-            message: String::new(),
-        },
+        invalid_parameter(),
         unknown_parameter(),
         ApiError::Validation(vec![FieldError::new(
             "",
@@ -126,6 +141,23 @@ fn body_errors() -> Vec<ApiError> {
         ApiError::PayloadTooLarge,
         ApiError::UnsupportedMediaType(String::new()),
     ]
+}
+
+/// The errors of a paged list.
+fn list_errors() -> Vec<ApiError> {
+    vec![
+        ApiError::InvalidRequest(String::new()),
+        invalid_parameter(),
+        unknown_parameter(),
+        ApiError::InvalidCursor,
+    ]
+}
+
+fn invalid_parameter() -> ApiError {
+    ApiError::InvalidParameter {
+        param: String::new(),
+        message: String::new(),
+    }
 }
 
 fn unknown_parameter() -> ApiError {
@@ -391,15 +423,21 @@ impl Shared {
         handlers::retrieve,
         handlers::update,
         handlers::delete,
-        handlers::activate
+        handlers::activate,
+        events_handlers::history,
+        events_handlers::feed
     ),
     components(schemas(
         CustomerOut, CustomerIn, CustomerPatch, CustomerList, NameOut, Policy, Limits,
-        CustomerType, CustomerStatus, ErrorEnvelope, ErrorBody, ErrorDetails, FieldError
+        CustomerType, CustomerStatus, ErrorEnvelope, ErrorBody, ErrorDetails, FieldError,
+        EventList, Event, EventActor, EventData, EventType
     )),
     modifiers(&BearerAuth),
     security(("BearerAuth" = [])),
-    tags((name = "Customers", description = "Manage customers who own agents and cards"))
+    tags(
+        (name = "Customers", description = "Manage customers who own agents and cards"),
+        (name = "Events", description = "Every change to a customer: its history, as-of reads, and the tenant's feed")
+    )
 )]
 struct ApiDoc;
 

@@ -2,12 +2,14 @@
 //! until it is told to stop.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Gatekeeper, KeyRing};
@@ -19,7 +21,7 @@ use crate::pagination::Cursors;
 use crate::private_postgres::{Durability, PrivatePostgres};
 use crate::rate_limit::RateLimits;
 use crate::state::AppState;
-use crate::{db, health, request_context};
+use crate::{db, events, health, request_context};
 
 pub struct Application {
     port: u16,
@@ -27,6 +29,7 @@ pub struct Application {
     pool: PgPool,
     stop_background: CancellationToken,
     sweeper: tokio::task::JoinHandle<()>,
+    relay: tokio::task::JoinHandle<()>,
     private_postgres: Option<PrivatePostgres>,
 }
 
@@ -87,10 +90,13 @@ impl Application {
                 )
             })?;
         let port = listener.local_addr()?.port();
+        let relay_wake = Arc::new(Notify::new());
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             idempotency: settings.idempotency.clone(),
+            events: settings.events.clone(),
             cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
+            relay_wake: relay_wake.clone(),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
         let gate_for_tasks = gate.clone();
@@ -101,6 +107,7 @@ impl Application {
                 .app_data(gate.clone())
                 .app_data(document.clone())
                 .configure(crate::customers::routes)
+                .configure(crate::events::routes)
                 .configure(health::routes)
                 .configure(crate::openapi::routes)
                 .default_service(web::to(|| async {
@@ -120,6 +127,12 @@ impl Application {
             settings.idempotency.clone(),
             stop_background.clone(),
         ));
+        let relay = tokio::spawn(events::relay::run(
+            pool.clone(),
+            settings.events.clone(),
+            relay_wake,
+            stop_background.clone(),
+        ));
         tokio::spawn(forget_idle_buckets(gate_for_tasks, stop_background.clone()));
         tracing::info!(
             port,
@@ -132,6 +145,7 @@ impl Application {
             pool,
             stop_background,
             sweeper,
+            relay,
             private_postgres: None,
         })
     }
@@ -148,6 +162,7 @@ impl Application {
         tracing::info!("HTTP server stopped; shutting down");
         self.stop_background.cancel();
         let _ = self.sweeper.await;
+        let _ = self.relay.await;
         self.pool.close().await;
         if let Some(server) = self.private_postgres {
             tokio::task::spawn_blocking(move || server.stop()).await?;

@@ -1,12 +1,18 @@
 //! What every handler shares.
 
-use sqlx::PgPool;
+use std::sync::Arc;
 
-use crate::configuration::IdempotencySettings;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use crate::configuration::{EventsSettings, IdempotencySettings};
 use crate::pagination::Cursors;
 
 pub struct AppState {
     pub pool: PgPool,
     pub idempotency: IdempotencySettings,
+    pub events: EventsSettings,
     pub cursors: Cursors,
+    /// Wakes the event relay after a write commits, so that it publishes at once.
+    pub relay_wake: Arc<Notify>,
 }

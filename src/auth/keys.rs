@@ -266,7 +266,7 @@ pub fn mint_token(ring: &KeyRing, request: &TokenRequest) -> anyhow::Result<Stri
         .ok_or_else(|| anyhow::anyhow!("auth.signing_kid does not name a configured key"))?;
     let now = jsonwebtoken::get_current_timestamp();
     let claims = Claims {
-        sub: request.sub.clone(),
+        sub: Some(request.sub.clone()),
         org: request.org.clone(),
         mode: request.mode,
         scope: request.scope.clone(),

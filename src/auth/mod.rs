@@ -52,7 +52,9 @@ impl Scope {
 /// The claims this service reads. Unknown claims are ignored, as JWT consumers must.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
-    pub sub: String,
+    /// The caller; optional (an event records `actor.sub: null` for a token without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
     pub org: String,
     pub mode: Mode,
     #[serde(default)]
@@ -72,6 +74,8 @@ pub struct Claims {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: Tenant,
+    /// The token's `sub`.
+    pub sub: Option<String>,
     /// The highest scope granted; scopes imply the ones below them.
     granted: Option<Scope>,
 }
@@ -139,5 +143,9 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         req.extensions_mut().insert(*a);
         allowance.map_err(|(_, e)| e)?;
     }
-    Ok(Caller { tenant, granted })
+    Ok(Caller {
+        tenant,
+        granted,
+        sub: claims.sub.clone(),
+    })
 }

@@ -99,6 +99,10 @@ pub struct Version(i64);
 impl Version {
     pub const FIRST: Version = Version(1);
 
+    pub fn new(version: i64) -> Version {
+        Version(version)
+    }
+
     pub fn next(self) -> Version {
         Version(self.0 + 1)
     }

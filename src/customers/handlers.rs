@@ -5,6 +5,7 @@
 use actix_web::http::header::ETAG;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::IntoParams;
 
@@ -12,12 +13,13 @@ use serde_json::{Map, Value};
 
 use super::domain::{CustomerId, IfMatch};
 use super::input;
-use super::list::{ListParams, ListQuery};
+use super::list::{ListParams, ListPosition, ListQuery};
 use super::model::{Customer, CustomerIn, CustomerList, CustomerOut, CustomerPatch};
 use super::repo::{self, FindClaiming};
 use super::service::{self, Target};
 use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
+use crate::events::{self, Origin};
 use crate::idempotency::{Begun, KeyedRequest, Reply, Write};
 use crate::json_body::JsonObject;
 use crate::state::AppState;
@@ -52,31 +54,75 @@ pub async fn create(
         Begun::Fresh(write, ()) => write,
         Begun::Replay(response) => return Ok(response),
     };
-    let outcome = service::create(&mut write, &body).await;
-    write.finish(outcome).await
+    let origin = origin(&caller, &state, write.key());
+    let outcome = service::create(&mut write, &origin, &body).await;
+    finished(&state, write.finish(outcome).await)
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct RetrieveParams {
+    /// An RFC 3339 instant with an offset: the customer as it was then (the last version whose
+    /// updatedAt is at or before it), with that version's ETag. 404 when it did not exist yet;
+    /// 422 history_unavailable before its recorded history begins.
+    #[param(rename = "asOf", format = DateTime)]
+    as_of: Option<String>,
 }
 
 #[utoipa::path(
     get, path = "/v1/customers/{id}", tag = "Customers", operation_id = "getCustomer",
-    summary = "Get a customer (deleted ones too)",
-    params(CustomerPath),
+    summary = "Get a customer (deleted ones too), now or as it was at an instant",
+    params(CustomerPath, RetrieveParams),
     responses((status = 200, description = "Customer details", body = CustomerOut))
 )]
 pub async fn retrieve(
+    req: HttpRequest,
     caller: Caller,
     id: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Read)?;
+    let as_of = as_of_instant(req.query_string())?;
     let id = CustomerId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut conn = crate::db::acquire(&state.pool).await?;
     let customer = repo::find(&mut *conn, tenant, &id)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    let (body, version) = match as_of {
+        None => (customer.to_json(), customer.version),
+        Some(at) => events::as_of::customer_as_of(&mut conn, tenant, &id, &customer, at).await?,
+    };
     Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .insert_header((ETAG, customer.version.etag()))
-        .body(customer.to_json()))
+        .insert_header((ETAG, version.etag()))
+        .body(body))
+}
+
+/// `asOf`, if the query has it: an RFC 3339 instant with an offset. Other parameters are left
+/// alone, as they always were on this route.
+fn as_of_instant(query: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    if !query.contains("asOf") {
+        return Ok(None);
+    }
+    let invalid = || {
+        crate::query::invalid(
+            "asOf",
+            "must be one RFC 3339 instant with an offset, e.g. 2026-12-01T10:30:00Z",
+        )
+    };
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
+        .map_err(|_| invalid())?
+        .into_inner();
+    let mut values = pairs.into_iter().filter(|(name, _)| name == "asOf");
+    let Some((_, value)) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(invalid());
+    }
+    let at = DateTime::parse_from_rfc3339(&value).map_err(|_| invalid())?;
+    Ok(Some(at.with_timezone(&Utc)))
 }
 
 #[utoipa::path(
@@ -96,8 +142,10 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?;
     let body = input::canonical_body(body);
-    let update = async |write: &mut Write, target| service::update(write, target, &body).await;
-    write_one(&req, &state, tenant, &id, Some(&body), update).await
+    let update = async |write: &mut Write, target, origin: &Origin| {
+        service::update(write, target, origin, &body).await
+    };
+    write_one(&req, &state, &caller, tenant, &id, Some(&body), update).await
 }
 
 #[utoipa::path(
@@ -113,7 +161,7 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?;
-    write_one(&req, &state, tenant, &id, None, service::delete).await
+    write_one(&req, &state, &caller, tenant, &id, None, service::delete).await
 }
 
 #[utoipa::path(
@@ -129,7 +177,7 @@ pub async fn activate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Admin)?;
-    write_one(&req, &state, tenant, &id, None, service::activate).await
+    write_one(&req, &state, &caller, tenant, &id, None, service::activate).await
 }
 
 /// A write of one customer: begins it (or answers with what its key already holds), runs the
@@ -137,17 +185,40 @@ pub async fn activate(
 async fn write_one(
     req: &HttpRequest,
     state: &AppState,
+    caller: &Caller,
     tenant: &Tenant,
     id: &str,
     body: Option<&Map<String, Value>>,
-    change: impl AsyncFnOnce(&mut Write, Target) -> Result<Reply, ApiError>,
+    change: impl AsyncFnOnce(&mut Write, Target, &Origin) -> Result<Reply, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let (mut write, target) = match begin_one(req, state, tenant, id, body).await? {
         Begun::Fresh(write, target) => (write, target),
         Begun::Replay(response) => return Ok(response),
     };
-    let outcome = change(&mut write, target).await;
-    write.finish(outcome).await
+    let origin = origin(caller, state, write.key());
+    let outcome = change(&mut write, target, &origin).await;
+    finished(state, write.finish(outcome).await)
+}
+
+/// After a write committed: the relay publishes its event at once.
+fn finished(
+    state: &AppState,
+    response: Result<HttpResponse, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    if response.as_ref().is_ok_and(|r| r.status().is_success()) {
+        state.relay_wake.notify_one();
+    }
+    response
+}
+
+/// Who is writing, with which request: for the write's event.
+fn origin(caller: &Caller, state: &AppState, key: Option<&str>) -> Origin {
+    Origin {
+        actor: caller.sub.clone(),
+        request_id: crate::request_id::current(),
+        idempotency_key: key.map(str::to_owned),
+        record: state.events.record,
+    }
 }
 
 /// Begins a write of one customer: the request's `Idempotency-Key` (with the fingerprint of
@@ -199,28 +270,21 @@ pub async fn list(
     let tenant = caller.require(Scope::Read)?;
     let query = ListQuery::parse(req.query_string())?;
     let scope = query.cursor_scope(tenant);
-    let after = match &query.cursor {
+    let after: Option<ListPosition> = match &query.cursor {
         Some(c) => Some(state.cursors.open(c, &scope)?),
         None => None,
     };
+    let after = after.as_ref().map(ListPosition::keyset).transpose()?;
     let mut conn = crate::db::acquire(&state.pool).await?;
-    let mut rows = repo::list(
-        &mut *conn,
-        tenant,
-        &query.filter,
-        after.as_ref().map(|(t, id)| (*t, id.as_str())),
-        query.limit + 1,
-    )
-    .await?;
+    let mut rows = repo::list(&mut *conn, tenant, &query.filter, after, query.limit + 1).await?;
     drop(conn);
     let has_more = rows.len() as i64 > query.limit;
     rows.truncate(query.limit as usize);
     let next_cursor = match rows.last() {
-        Some(last) if has_more => Some(state.cursors.issue(
-            last.created_at,
-            last.id.as_str(),
-            &scope,
-        )),
+        Some(last) if has_more => {
+            let position = ListPosition::new(last.created_at, last.id.as_str());
+            Some(state.cursors.issue(&position, &scope))
+        }
         _ => None,
     };
     let page = Page {

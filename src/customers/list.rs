@@ -1,13 +1,15 @@
 //! The query of `GET /v1/customers`: page size, cursor and filters, each checked with an error
 //! that names it; an unknown or repeated parameter is an error too.
 
-use actix_web::web;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 
 use super::domain::{CustomerStatus, CustomerType};
 use super::repo::ListFilter;
-use crate::error::{ApiError, FieldError, PARAMETER_UNKNOWN};
-use crate::limits::{EMAIL_MAX_CHARS, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
+use crate::error::ApiError;
+use crate::limits::{EMAIL_MAX_CHARS, PAGE_SIZE_DEFAULT};
+use crate::query;
 use crate::tenant::Tenant;
 
 /// The listing's parameters, for the OpenAPI document (`openapi.rs` checks the numbers against
@@ -29,6 +31,28 @@ pub struct ListParams {
     email: Option<String>,
 }
 
+/// Where a page of customers ends: the last one's (created_at, id).
+#[derive(Serialize, Deserialize)]
+pub struct ListPosition {
+    /// created_at in microseconds since the epoch.
+    t: i64,
+    i: String,
+}
+
+impl ListPosition {
+    pub fn new(created_at: DateTime<Utc>, id: &str) -> Self {
+        Self {
+            t: created_at.timestamp_micros(),
+            i: id.to_owned(),
+        }
+    }
+
+    pub fn keyset(&self) -> Result<(DateTime<Utc>, &str), ApiError> {
+        let created_at = DateTime::from_timestamp_micros(self.t).ok_or(ApiError::InvalidCursor)?;
+        Ok((created_at, &self.i))
+    }
+}
+
 pub struct ListQuery {
     pub limit: i64,
     pub cursor: Option<String>,
@@ -37,45 +61,25 @@ pub struct ListQuery {
 
 impl ListQuery {
     pub fn parse(query: &str) -> Result<Self, ApiError> {
-        let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
-            .map_err(|_| ApiError::InvalidRequest("the query string is not valid".into()))?
-            .into_inner();
         let mut out = ListQuery {
             limit: PAGE_SIZE_DEFAULT,
             cursor: None,
             filter: ListFilter::default(),
         };
-        let mut seen = std::collections::HashSet::new();
-        let invalid = |param: &str, message: &str| ApiError::InvalidParameter {
-            param: param.to_owned(),
-            message: format!("{param} {message}"),
-        };
-        for (name, value) in pairs {
-            if !seen.insert(name.clone()) {
-                return Err(invalid(&name, "is given more than once"));
-            }
+        for pair in query::pairs(query)? {
+            let (name, value) = pair?;
             match name.as_str() {
-                "limit" => {
-                    out.limit = value
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|n| (1..=PAGE_SIZE_MAX).contains(n))
-                        .ok_or_else(|| {
-                            invalid(
-                                "limit",
-                                &format!("must be an integer from 1 to {PAGE_SIZE_MAX}"),
-                            )
-                        })?;
-                }
+                "limit" => out.limit = query::limit(&value)?,
                 "cursor" => out.cursor = Some(value),
                 "status" => {
-                    let status = CustomerStatus::parse(&value)
-                        .ok_or_else(|| invalid("status", "must be pending, active or deleted"))?;
+                    let status = CustomerStatus::parse(&value).ok_or_else(|| {
+                        query::invalid("status", "must be pending, active or deleted")
+                    })?;
                     out.filter.status = Some(status);
                 }
                 "type" => {
                     let kind = CustomerType::parse(&value)
-                        .ok_or_else(|| invalid("type", "must be consumer or corporate"))?;
+                        .ok_or_else(|| query::invalid("type", "must be consumer or corporate"))?;
                     out.filter.kind = Some(kind);
                 }
                 "email" => {
@@ -83,20 +87,14 @@ impl ListQuery {
                         || value.chars().count() as u64 > EMAIL_MAX_CHARS
                         || value.contains('\0')
                     {
-                        return Err(invalid(
+                        return Err(query::invalid(
                             "email",
                             &format!("must be 1 to {EMAIL_MAX_CHARS} characters"),
                         ));
                     }
                     out.filter.email = Some(value);
                 }
-                other => {
-                    return Err(ApiError::Validation(vec![FieldError::new(
-                        other,
-                        PARAMETER_UNKNOWN,
-                        format!("{other} is not a known query parameter"),
-                    )]))
-                }
+                other => return Err(query::unknown(other)),
             }
         }
         Ok(out)

@@ -25,8 +25,23 @@ pub mod service;
 pub mod validation;
 
 use actix_web::web;
+use sqlx::PgConnection;
 
+use crate::error::ApiError;
 use crate::request_context;
+use crate::tenant::Tenant;
+
+/// 404 unless the customer is in the tenant (deleted ones are).
+pub async fn exists(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: &domain::CustomerId,
+) -> Result<(), ApiError> {
+    repo::find(conn, tenant, id)
+        .await?
+        .map(|_| ())
+        .ok_or_else(ApiError::not_found)
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(

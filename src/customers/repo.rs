@@ -10,14 +10,15 @@
 //! binding. `is_local` ends it with the statement's transaction, so it never outlives the
 //! request. No extra round trip; and a statement that forgot it finds nothing.
 //!
-//! Writes go through two statements, [`insert`] and [`update`]; each also stores the reply of a
-//! keyed request in the same statement (`idempotency::query_saving!`).
+//! Writes go through two statements, [`insert`] and [`update`]; each also records the change's
+//! event and stores the reply of a keyed request, in the same statement.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
 use super::domain::{CustomerId, CustomerStatus, CustomerType, Version};
 use super::model::Customer;
+use crate::events::EventRecord;
 use crate::idempotency::{query_claiming, query_saving, Claim, ReadWithClaim, SaveReply};
 use crate::tenant::Tenant;
 
@@ -129,6 +130,39 @@ impl ReadWithClaim for FindClaiming<'_> {
     }
 }
 
+/// `idempotency::query_saving!` of a customer write: the CTE `written` (`$mutation`, which
+/// must return the row's `id`, `version`, `updated_at` and `event_xid`), then the CTE `event`,
+/// which records the change's event in the same statement, then the save of the reply.
+///
+/// Parameters: `$1`–`$7` the save's (`$1`, `$2` the tenant), `$8` the event's id, `$9` its
+/// type, `$10` its JSON (NULL only where event recording is switched off for a benchmark);
+/// the mutation's own start at `$11`.
+macro_rules! query_writing {
+    ($save:expr, $event:expr, $mutation:tt $(, $arg:expr)* $(,)?) => {
+        query_saving!(
+            $save,
+            [
+                "written AS (" + $mutation + "),
+                 event AS (
+                     INSERT INTO customer_events (org_id, mode, customer_id, version, id, type,
+                                                  occurred_at, feed_xid, body)
+                     SELECT $1, $2, w.id, w.version, $8, $9, w.updated_at, w.event_xid,
+                            $10::text::json
+                       FROM written w
+                      WHERE $10::text IS NOT NULL
+                        AND set_config('app.tenant', $2 || '/' || $1, true) IS NOT NULL
+                 )"
+            ],
+            r#"SELECT EXISTS (SELECT 1 FROM written) AS "written!",
+                      EXISTS (SELECT 1 FROM saved) AS "saved!""#,
+            $event.id(),
+            $event.kind(),
+            $event.body()
+            $(, $arg)*
+        )
+    };
+}
+
 /// What a write statement did.
 pub struct Written {
     /// The customer was written (a compare-and-set can lose).
@@ -137,23 +171,24 @@ pub struct Written {
     pub saved: bool,
 }
 
-/// Inserts a new customer, storing the reply of a keyed request in the same statement.
+/// Inserts a new customer with the event of its creation, storing the reply of a keyed
+/// request in the same statement.
 pub async fn insert(
     conn: &mut PgConnection,
     save: &SaveReply<'_>,
+    event: &EventRecord<'_>,
     new: &Customer,
 ) -> Result<Written, sqlx::Error> {
-    let row = query_saving!(
+    let row = query_writing!(
         save,
-        "written AS (
-             INSERT INTO customers (org_id, mode, id, type, status, email, phone, first_name,
-                                    last_name, policy, metadata, version, created_at, updated_at)
-             SELECT $1, $2, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19
-              WHERE set_config('app.tenant', $2 || '/' || $1, true) IS NOT NULL
-             RETURNING 1
-         )",
-        r#"SELECT EXISTS (SELECT 1 FROM written) AS "written!",
-                  EXISTS (SELECT 1 FROM saved) AS "saved!""#,
+        event,
+        "INSERT INTO customers (org_id, mode, id, type, status, email, phone, first_name,
+                                last_name, policy, metadata, version, created_at, updated_at,
+                                event_xid)
+         SELECT $1, $2, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
+                pg_current_xact_id()::text::bigint
+          WHERE set_config('app.tenant', $2 || '/' || $1, true) IS NOT NULL
+         RETURNING id, version, updated_at, event_xid",
         new.id.as_str(),
         new.kind.as_str(),
         new.status.as_str(),
@@ -176,29 +211,28 @@ pub async fn insert(
 }
 
 /// Compare-and-set: writes `next` only if the customer is still at version `expected` (and not
-/// deleted: a deleted customer never changes), storing the reply of a keyed request in the
-/// same statement. Not written means someone else changed it in between; the caller reads
-/// again.
+/// deleted: a deleted customer never changes), with the change's event and the reply of a
+/// keyed request in the same statement. Not written means someone else changed it in between;
+/// the caller reads again.
 pub async fn update(
     conn: &mut PgConnection,
     save: &SaveReply<'_>,
+    event: &EventRecord<'_>,
     expected: Version,
     next: &Customer,
 ) -> Result<Written, sqlx::Error> {
-    let row = query_saving!(
+    let row = query_writing!(
         save,
-        "written AS (
-             UPDATE customers
-                SET status = $10, email = $11, phone = $12, first_name = $13, last_name = $14,
-                    policy = $15, metadata = $16, version = $17, updated_at = $18
-              WHERE org_id = $1 AND mode = $2
-                AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-                AND id = $8 AND version = $9
-                AND status <> 'deleted'
-             RETURNING 1
-         )",
-        r#"SELECT EXISTS (SELECT 1 FROM written) AS "written!",
-                  EXISTS (SELECT 1 FROM saved) AS "saved!""#,
+        event,
+        "UPDATE customers
+            SET status = $13, email = $14, phone = $15, first_name = $16, last_name = $17,
+                policy = $18, metadata = $19, version = $20, updated_at = $21,
+                event_xid = GREATEST(pg_current_xact_id()::text::bigint, event_xid)
+          WHERE org_id = $1 AND mode = $2
+            AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+            AND id = $11 AND version = $12
+            AND status <> 'deleted'
+         RETURNING id, version, updated_at, event_xid",
         next.id.as_str(),
         expected.get(),
         next.status.as_str(),

@@ -14,6 +14,7 @@ use super::model::Customer;
 use super::patch::{self, Outcome};
 use super::repo;
 use crate::error::ApiError;
+use crate::events::{EventRecord, EventType, Origin};
 use crate::idempotency::{Reply, Write};
 
 /// Optimistic rounds before a write locks the row to be sure of making progress.
@@ -27,14 +28,20 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// `POST /v1/customers`: the body is a merge patch onto an empty customer, validated as a whole.
-pub async fn create(write: &mut Write, body: &Map<String, Value>) -> Result<Reply, ApiError> {
+pub async fn create(
+    write: &mut Write,
+    origin: &Origin,
+    body: &Map<String, Value>,
+) -> Result<Reply, ApiError> {
     let (kind, values) = patch::new_customer(body)?;
     let (id, created_at) = CustomerId::generate();
     let customer = Customer::new(id, kind, values, created_at);
     let mut reply = reply(&customer, StatusCode::CREATED);
     reply.location = Some(format!("/v1/customers/{}", customer.id.as_str()));
+    let event = origin.event(EventType::Created, None, &customer, &reply.body);
     let saver = write.saver();
-    let written = repo::insert(write.conn(), &saver.save(&reply), &customer).await?;
+    let (save, event) = (saver.save(&reply), EventRecord(event.as_ref()));
+    let written = repo::insert(write.conn(), &save, &event, &customer).await?;
     if written.saved {
         write.saved(&reply);
     }
@@ -56,9 +63,10 @@ pub struct Target {
 pub async fn update(
     write: &mut Write,
     target: Target,
+    origin: &Origin,
     body: &Map<String, Value>,
 ) -> Result<Reply, ApiError> {
-    change(write, target, |current| {
+    change(write, target, origin, EventType::Updated, |current| {
         if current.is_deleted() {
             return Err(ApiError::CustomerDeleted);
         }
@@ -75,8 +83,8 @@ pub async fn update(
 }
 
 /// `DELETE /v1/customers/{id}`: a soft delete; a deleted customer is answered as it is.
-pub async fn delete(write: &mut Write, target: Target) -> Result<Reply, ApiError> {
-    change(write, target, |current| {
+pub async fn delete(write: &mut Write, target: Target, origin: &Origin) -> Result<Reply, ApiError> {
+    change(write, target, origin, EventType::Deleted, |current| {
         Ok((!current.is_deleted())
             .then(|| current.next_version(now(), |next| next.status = CustomerStatus::Deleted)))
     })
@@ -85,16 +93,26 @@ pub async fn delete(write: &mut Write, target: Target) -> Result<Reply, ApiError
 
 /// `POST /v1/customers/{id}/activate`: pending → active; an active customer is answered as it
 /// is, a deleted one stays deleted (409).
-pub async fn activate(write: &mut Write, target: Target) -> Result<Reply, ApiError> {
-    change(write, target, |current| match current.status {
-        CustomerStatus::Pending => {
-            Ok(Some(current.next_version(now(), |next| {
-                next.status = CustomerStatus::Active
-            })))
-        }
-        CustomerStatus::Active => Ok(None),
-        CustomerStatus::Deleted => Err(ApiError::CustomerDeleted),
-    })
+pub async fn activate(
+    write: &mut Write,
+    target: Target,
+    origin: &Origin,
+) -> Result<Reply, ApiError> {
+    change(
+        write,
+        target,
+        origin,
+        EventType::Activated,
+        |current| match current.status {
+            CustomerStatus::Pending => {
+                Ok(Some(current.next_version(now(), |next| {
+                    next.status = CustomerStatus::Active
+                })))
+            }
+            CustomerStatus::Active => Ok(None),
+            CustomerStatus::Deleted => Err(ApiError::CustomerDeleted),
+        },
+    )
     .await
 }
 
@@ -102,7 +120,8 @@ pub async fn activate(write: &mut Write, target: Target) -> Result<Reply, ApiErr
 /// is (`None`: no change, answered with the customer as it is), and writes that with a
 /// compare-and-set on the version. A writer that got there first makes the round start again
 /// from a fresh read; after [`OPTIMISTIC_ROUNDS`] lost rounds the row is locked, so the write
-/// always makes progress. The order of the answers is 404, then 412, then `decide`'s.
+/// always makes progress. The order of the answers is 404, then 412, then `decide`'s. A write
+/// records its event (`kind`) in its own statement; an answer that writes nothing records none.
 ///
 /// The target's hint is what the claim of the request's idempotency key read in its own
 /// statement: possibly from before a wait on the key, so only a write that wins its
@@ -110,6 +129,8 @@ pub async fn activate(write: &mut Write, target: Target) -> Result<Reply, ApiErr
 async fn change(
     write: &mut Write,
     target: Target,
+    origin: &Origin,
+    kind: EventType,
     decide: impl Fn(&Customer) -> Result<Option<Customer>, ApiError>,
 ) -> Result<Reply, ApiError> {
     let Target {
@@ -144,8 +165,9 @@ async fn change(
             continue;
         };
         let reply = reply(&next, StatusCode::OK);
-        let written =
-            repo::update(write.conn(), &saver.save(&reply), current.version, &next).await?;
+        let event = origin.event(kind, Some(&current), &next, &reply.body);
+        let (save, event) = (saver.save(&reply), EventRecord(event.as_ref()));
+        let written = repo::update(write.conn(), &save, &event, current.version, &next).await?;
         if written.saved {
             write.saved(&reply);
         }
@@ -165,7 +187,9 @@ async fn change(
         return Ok(reply(&current, StatusCode::OK));
     };
     let reply = reply(&next, StatusCode::OK);
-    let written = repo::update(&mut locked, &saver.save(&reply), current.version, &next).await?;
+    let event = origin.event(kind, Some(&current), &next, &reply.body);
+    let (save, event) = (saver.save(&reply), EventRecord(event.as_ref()));
+    let written = repo::update(&mut locked, &save, &event, current.version, &next).await?;
     if !written.written {
         return Err(ApiError::internal(
             "a locked write lost its compare-and-set",

@@ -45,18 +45,18 @@ macro_rules! query_claiming {
     };
 }
 
-/// `sqlx::query!` of a write statement whose CTEs (`$ctes`, which must define one named
-/// `written`) are followed by the CTE `saved`: it stores the request's reply under its key, in
-/// the same statement (so the same transaction) as the write, and only when `written` wrote a
-/// row. A write without a key passes a NULL key, which matches no row: nothing is saved. Then
-/// comes `$select`.
+/// `sqlx::query!` of a write statement whose CTEs (`[$ctes]`: string literals joined by `+`,
+/// which must define one CTE named `written`) are followed by the CTE `saved`: it stores the
+/// request's reply under its key, in the same statement (so the same transaction) as the write,
+/// and only when `written` wrote a row. A write without a key passes a NULL key, which matches
+/// no row: nothing is saved. Then comes `$select`.
 ///
 /// Parameters `$1`–`$7` are the save's (`$1` org and `$2` mode are the tenant, which the rest
 /// may use too); the statement's own start at `$8`.
 macro_rules! query_saving {
-    ($save:expr, $ctes:tt, $select:tt $(, $arg:expr)* $(,)?) => {
+    ($save:expr, [$($ctes:tt)+], $select:tt $(, $arg:expr)* $(,)?) => {
         sqlx::query!(
-            "WITH " + $ctes + ",
+            "WITH " + $($ctes)+ + ",
              saved AS (
                  UPDATE idempotency_keys
                     SET status_code = $4, body = $5, location = $6, etag = $7

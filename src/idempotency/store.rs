@@ -69,7 +69,7 @@ pub async fn taken(conn: &mut PgConnection, claim: &Claim) -> Result<Taken, sqlx
 pub async fn save(conn: &mut PgConnection, save: &SaveReply<'_>) -> Result<(), sqlx::Error> {
     query_saving!(
         save,
-        "written AS (SELECT 1)",
+        ["written AS (SELECT 1)"],
         r#"SELECT EXISTS (SELECT 1 FROM saved) AS "saved!""#
     )
     .fetch_one(conn)

@@ -1,0 +1,149 @@
+//! `GET /v1/customers/{id}?asOf=`: the customer as it was at an instant, from its history.
+//!
+//! The last version whose `updatedAt` is at or before the instant is the last event at or
+//! before it. Before a customer's first recorded event (a customer that existed before events
+//! were recorded, or whose older events were removed), the state is known only back to the
+//! first event's `data.previous`: merged into that event's object it gives the version before
+//! it. Anything older is unknown, and the answer says so (422 `history_unavailable`) rather
+//! than guess.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sqlx::PgConnection;
+
+use super::repo::{self, StoredEvent};
+use crate::customers::domain::{CustomerId, CustomerStatus, CustomerType, Version};
+use crate::customers::input::BodyKind;
+use crate::customers::model::Customer;
+use crate::customers::patch::{self, Outcome};
+use crate::error::ApiError;
+use crate::tenant::Tenant;
+
+/// The customer `id` as it was at `at`: its JSON as GET showed it then, and its version.
+pub async fn customer_as_of(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    id: &CustomerId,
+    current: &Customer,
+    at: DateTime<Utc>,
+) -> Result<(Vec<u8>, Version), ApiError> {
+    if at < current.created_at {
+        return Err(ApiError::NotFound(
+            "the customer did not exist at that instant",
+        ));
+    }
+    let around = repo::around(conn, tenant, id, at).await?;
+    if let Some(event) = around.at_or_before {
+        return object_of(&event);
+    }
+    let known_from = match around.first {
+        // No event at all: nothing changed since the history began; the customer as it is.
+        None if current.updated_at <= at => return Ok((current.to_json(), current.version)),
+        None => current.updated_at,
+        Some(first) => {
+            let before = before_event(&first)?;
+            if before.updated_at <= at {
+                return Ok((before.to_json(), before.version));
+            }
+            before.updated_at
+        }
+    };
+    Err(ApiError::HistoryUnavailable(
+        crate::customers::model::timestamp(&known_from),
+    ))
+}
+
+#[derive(Deserialize)]
+struct EventData {
+    version: i64,
+    data: Data,
+}
+
+#[derive(Deserialize)]
+struct Data {
+    object: CustomerObject,
+    #[serde(default)]
+    previous: Option<Map<String, Value>>,
+}
+
+/// A customer in its API form, read back from an event.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CustomerObject {
+    id: String,
+    #[serde(rename = "type")]
+    kind: CustomerType,
+    status: CustomerStatus,
+    email: Option<String>,
+    phone: Option<String>,
+    #[serde(default)]
+    name: Option<NameObject>,
+    #[serde(default)]
+    policy: Option<Value>,
+    metadata: Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[derive(Deserialize)]
+struct NameObject {
+    first: Option<String>,
+    last: Option<String>,
+}
+
+fn corrupt(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("a stored event cannot be read: {e}"))
+}
+
+/// The customer an event shows (its `data.object`), with its version.
+fn object_of(event: &StoredEvent) -> Result<(Vec<u8>, Version), ApiError> {
+    let parsed: Value = serde_json::from_str(&event.body).map_err(corrupt)?;
+    let object = serde_json::to_vec(&parsed["data"]["object"]).map_err(corrupt)?;
+    Ok((object, Version::new(event.version)))
+}
+
+/// The customer just before an event: its `data.previous` merged into its `data.object`.
+fn before_event(event: &StoredEvent) -> Result<Customer, ApiError> {
+    let EventData { version, data } = serde_json::from_str(&event.body).map_err(corrupt)?;
+    let o = data.object;
+    let id = CustomerId::parse(&o.id).ok_or_else(|| corrupt("a malformed customer id"))?;
+    let name = o.name.unwrap_or(NameObject {
+        first: None,
+        last: None,
+    });
+    let after = Customer {
+        id,
+        kind: o.kind,
+        status: o.status,
+        email: o.email,
+        phone: o.phone,
+        first_name: name.first,
+        last_name: name.last,
+        policy: o.policy,
+        metadata: o.metadata,
+        version: Version::new(version),
+        created_at: o.created_at,
+        updated_at: o.updated_at,
+    };
+    let mut previous = data
+        .previous
+        .ok_or_else(|| corrupt("a creation has no state before it"))?;
+    let status = previous.remove("status");
+    let updated_at = previous.remove("updatedAt");
+    let mut before = after.clone();
+    before.version = Version::new(version - 1);
+    let merged = patch::apply(&after.writable_document(), &previous, BodyKind::Patch)
+        .map_err(|e| corrupt(format!("its previous state is refused ({})", e.code())))?;
+    match merged {
+        Outcome::Unchanged => {}
+        Outcome::Changed(values) => before.set_values(values),
+    }
+    if let Some(status) = status {
+        before.status = serde_json::from_value(status).map_err(corrupt)?;
+    }
+    if let Some(updated_at) = updated_at {
+        before.updated_at = serde_json::from_value(updated_at).map_err(corrupt)?;
+    }
+    Ok(before)
+}

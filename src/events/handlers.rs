@@ -1,0 +1,249 @@
+//! The event routes: a customer's history (newest first) and the tenant's feed (oldest first).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+
+use super::model::EventType;
+use super::repo::{self, FeedFilter, FeedPosition, StoredEvent};
+use crate::auth::{Caller, Scope};
+use crate::customers::domain::CustomerId;
+use crate::error::ApiError;
+use crate::limits::PAGE_SIZE_DEFAULT;
+use crate::query;
+use crate::state::AppState;
+use crate::tenant::Tenant;
+
+/// A page of events.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Page {
+    /// The events exactly as stored (and as published to NATS).
+    data: Vec<Box<RawValue>>,
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+/// A page of events, for the OpenAPI document.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct EventList {
+    data: Vec<Event>,
+    /// The cursor of the next page (history: null on the last page; feed: always, to poll with).
+    next_cursor: Option<String>,
+    has_more: bool,
+}
+
+/// A change to a customer.
+#[derive(ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct Event {
+    /// `evt_` + a ULID.
+    id: String,
+    r#type: EventType,
+    customer_id: String,
+    /// The customer's version after the change.
+    version: i64,
+    /// The customer's `updatedAt` at that version.
+    #[schema(format = DateTime)]
+    occurred_at: String,
+    actor: EventActor,
+    request_id: String,
+    idempotency_key: Option<String>,
+    data: EventData,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EventActor {
+    /// The `sub` of the token that made the change; null when it had none.
+    sub: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EventData {
+    /// The customer after the change, exactly as GET showed it at this version.
+    #[schema(value_type = crate::customers::model::CustomerOut)]
+    object: serde_json::Value,
+    /// Absent on `customer.created`: a merge patch holding the old value of each member that
+    /// changed (null where the member did not exist); merged into `object` it gives the customer
+    /// before the change.
+    #[schema(value_type = Option<Object>, nullable = false)]
+    previous: Option<serde_json::Value>,
+}
+
+/// Where a customer's history page ends: the last version shown.
+#[derive(Serialize, Deserialize)]
+struct HistoryPosition {
+    v: i64,
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct HistoryParams {
+    /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The path of one customer's events.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct EventsPath {
+    /// Customer ID (cus_...)
+    id: String,
+}
+
+#[utoipa::path(
+    get, path = "/v1/customers/{id}/events", tag = "Events", operation_id = "listCustomerEvents",
+    summary = "A customer's change history, newest first (deleted customers too)",
+    params(EventsPath, HistoryParams),
+    responses((status = 200, description = "A page of the customer's events", body = EventList))
+)]
+pub async fn history(
+    req: HttpRequest,
+    caller: Caller,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.require(Scope::Read)?;
+    let (mut limit, mut cursor) = (PAGE_SIZE_DEFAULT, None);
+    for pair in query::pairs(req.query_string())? {
+        let (name, value) = pair?;
+        match name.as_str() {
+            "limit" => limit = query::limit(&value)?,
+            "cursor" => cursor = Some(value),
+            other => return Err(query::unknown(other)),
+        }
+    }
+    let id = CustomerId::parse(&id).ok_or_else(ApiError::not_found)?;
+    let scope = format!(
+        "history\n{}\n{}\n{}",
+        tenant.org,
+        tenant.mode.as_str(),
+        id.as_str()
+    );
+    let before = match cursor {
+        Some(c) => Some(state.cursors.open::<HistoryPosition>(&c, &scope)?.v),
+        None => None,
+    };
+    let mut conn = crate::db::acquire(&state.pool).await?;
+    crate::customers::exists(&mut conn, tenant, &id).await?;
+    let mut events = repo::history(&mut *conn, tenant, &id, before, limit + 1).await?;
+    drop(conn);
+    let has_more = events.len() as i64 > limit;
+    events.truncate(limit as usize);
+    let next_cursor = match events.last() {
+        Some(last) if has_more => Some(
+            state
+                .cursors
+                .issue(&HistoryPosition { v: last.version }, &scope),
+        ),
+        _ => None,
+    };
+    page(events, next_cursor, has_more)
+}
+
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct FeedParams {
+    /// Page size, 1 to 100 (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<i64>,
+    /// `nextCursor` of the previous page; none: from the beginning.
+    after: Option<String>,
+    /// Only events of this type.
+    r#type: Option<EventType>,
+    /// Only this customer's events (a customer not in your tenant gives an empty page).
+    #[param(rename = "customerId")]
+    customer_id: Option<String>,
+}
+
+#[utoipa::path(
+    get, path = "/v1/events", tag = "Events", operation_id = "listEvents",
+    summary = "The tenant's event feed, oldest first, for consumers that follow it",
+    description = "Follow `nextCursor` (as `after`) from the start and every event of the tenant is seen exactly once, each customer's in version order; a caught-up consumer gets `data: []` and a cursor to poll with.",
+    params(FeedParams),
+    responses((status = 200, description = "A page of the feed", body = EventList))
+)]
+pub async fn feed(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let tenant = caller.require(Scope::Read)?;
+    let (mut limit, mut after, mut filter) = (PAGE_SIZE_DEFAULT, None, FeedFilter::default());
+    for pair in query::pairs(req.query_string())? {
+        let (name, value) = pair?;
+        match name.as_str() {
+            "limit" => limit = query::limit(&value)?,
+            "after" => after = Some(value),
+            "type" => {
+                let kind = EventType::parse(&value).ok_or_else(|| {
+                    query::invalid(
+                        "type",
+                        "must be customer.created, customer.updated, customer.deleted or customer.activated",
+                    )
+                })?;
+                filter.kind = Some(kind.as_str());
+            }
+            "customerId" => filter.customer = Some(value),
+            other => return Err(query::unknown(other)),
+        }
+    }
+    let scope = feed_scope(tenant, &filter);
+    let after: FeedPosition = match after {
+        Some(c) => state.cursors.open(&c, &scope)?,
+        None => FeedPosition::default(),
+    };
+    let mut events = match &filter.customer {
+        // An id that cannot exist has no events, as one of another tenant.
+        Some(customer) if CustomerId::parse(customer).is_none() => Vec::new(),
+        _ => {
+            let mut conn = crate::db::acquire(&state.pool).await?;
+            repo::feed(&mut *conn, tenant, &filter, after, limit + 1).await?
+        }
+    };
+    let has_more = events.len() as i64 > limit;
+    events.truncate(limit as usize);
+    // Always a cursor: a caught-up consumer polls with the one it has.
+    let last = events.last().map_or(after, |e| e.position);
+    let next_cursor = Some(state.cursors.issue(&last, &scope));
+    page(events, next_cursor, has_more)
+}
+
+fn feed_scope(tenant: &Tenant, filter: &FeedFilter) -> String {
+    format!(
+        "feed\n{}\n{}\ntype={}\ncustomer={}",
+        tenant.org,
+        tenant.mode.as_str(),
+        filter.kind.unwrap_or(""),
+        filter.customer.as_deref().unwrap_or("")
+    )
+}
+
+fn page(
+    events: Vec<StoredEvent>,
+    next_cursor: Option<String>,
+    has_more: bool,
+) -> Result<HttpResponse, ApiError> {
+    let data = events
+        .into_iter()
+        .map(|e| RawValue::from_string(e.body))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::internal(format!("a stored event is not JSON: {e}")))?;
+    Ok(HttpResponse::Ok().json(Page {
+        data,
+        next_cursor,
+        has_more,
+    }))
+}
