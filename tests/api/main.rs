@@ -16,6 +16,7 @@ mod integers;
 mod list;
 mod operations;
 mod patch;
+mod plans;
 mod properties;
 mod row_security;
 mod running;
