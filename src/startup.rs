@@ -115,6 +115,9 @@ impl Application {
                 }))
         })
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
+        // actix stops at once on SIGINT; both signals get the graceful stop instead
+        // (`run_until_signalled`), and a server inside tests reacts to none.
+        .disable_signals()
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -154,8 +157,24 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM/SIGINT (actix stops accepting and lets in-flight requests finish
-    /// within `server.shutdown_timeout`), then stops the background tasks, closes the pool and
+    /// Serves until SIGTERM or SIGINT, then stops gracefully: no new connections, requests in
+    /// flight finish within `server.shutdown_timeout` (see [`Application::run_until_stopped`]).
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handle = self.server.handle();
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            }
+            handle.stop(true).await;
+        });
+        self.run_until_stopped().await
+    }
+
+    /// Serves until the server is stopped, then stops the background tasks, closes the pool and
     /// stops the private PostgreSQL if this process started it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await;

@@ -21,7 +21,7 @@ use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
 use crate::events::{self, Origin};
 use crate::idempotency::{Begun, KeyedRequest, Reply, Write};
-use crate::json_body::JsonObject;
+use crate::json_body::JsonBody;
 use crate::state::AppState;
 use crate::tenant::Tenant;
 
@@ -44,11 +44,11 @@ struct CustomerPath {
 pub async fn create(
     req: HttpRequest,
     caller: Caller,
-    body: JsonObject,
+    body: JsonBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?;
-    let body = input::canonical_body(body);
+    let body = input::canonical_body(body.read().await?);
     let keyed = KeyedRequest::from_headers(req.headers(), &Method::POST, req.path(), Some(&body))?;
     let mut write = match Write::begin(&state.pool, &state.idempotency, tenant, keyed).await? {
         Begun::Fresh(write, ()) => write,
@@ -137,11 +137,11 @@ pub async fn update(
     req: HttpRequest,
     caller: Caller,
     id: web::Path<String>,
-    body: JsonObject,
+    body: JsonBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?;
-    let body = input::canonical_body(body);
+    let body = input::canonical_body(body.read().await?);
     let update = async |write: &mut Write, target, origin: &Origin| {
         service::update(write, target, origin, &body).await
     };

@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::support::*;
@@ -134,6 +135,16 @@ fn the_token_command_mints_a_verifiable_token() {
 /// SIGTERM while a request is in flight: it completes, new connections are refused, exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_request_in_flight_finish() {
+    a_signal_lets_the_request_in_flight_finish(Signal::SIGTERM).await;
+}
+
+/// The same for SIGINT (Ctrl-C), which actix alone would answer with an immediate stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_lets_the_request_in_flight_finish() {
+    a_signal_lets_the_request_in_flight_finish(Signal::SIGINT).await;
+}
+
+async fn a_signal_lets_the_request_in_flight_finish(signal: Signal) {
     let app = spawn_app().await; // only for its database and a customer in it
     let id = app.create_id(json!({})).await;
     let dir = tempfile::tempdir().unwrap();
@@ -154,7 +165,7 @@ async fn sigterm_lets_the_request_in_flight_finish() {
             .send(),
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    service.sigterm();
+    service.signal(signal);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // No new connections once stopping.
     let refused = reqwest::Client::new()
