@@ -273,6 +273,7 @@ impl ResponseError for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        crate::db::note(&e);
         if crate::db::is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             return ApiError::Unavailable;
