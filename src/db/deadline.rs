@@ -15,10 +15,9 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::ResponseError;
 
 use crate::configuration::DatabaseSettings;
 use crate::error::ApiError;
@@ -47,8 +46,7 @@ pub async fn limit<B: MessageBody + 'static>(
     bound: Duration,
     req: ServiceRequest,
     next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    let request = req.request().clone();
+) -> Result<ServiceResponse<B>, actix_web::Error> {
     let started = Rc::new(Cell::new(None));
     let mut work = Box::pin(STARTED.scope(started.clone(), next.call(req)));
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
@@ -68,7 +66,7 @@ pub async fn limit<B: MessageBody + 'static>(
     })
     .await;
     match finished {
-        Some(result) => result.map(ServiceResponse::map_into_left_body),
+        Some(result) => result,
         None => {
             tracing::warn!(
                 bound_ms = bound.as_millis() as u64,
@@ -77,8 +75,8 @@ pub async fn limit<B: MessageBody + 'static>(
             // Condemn the connection first, then drop the work that holds it.
             super::connection_lost();
             drop(work);
-            Ok(ServiceResponse::new(request, ApiError::Unavailable.error_response())
-                .map_into_right_body())
+            // Rendered by the request context around this middleware, with the request id.
+            Err(ApiError::Unavailable.into())
         }
     }
 }

@@ -331,10 +331,22 @@ mod tests {
     #[test]
     fn bad_host_lists_are_refused_without_echoing_the_url() {
         for (url, expect) in [
-            ("postgres://u:hunter2@a:1,b:x/db", "host 2 of the host list has an invalid port"),
-            ("postgres://u:hunter2@a:1,:5/db", "host 2 of the host list is empty"),
-            ("postgres://u:hunter2@a:0,b/db", "host 1 of the host list has an invalid port"),
-            ("postgres://u:hunter2@a,[::1/db", "host 2 of the host list has an unclosed ["),
+            (
+                "postgres://u:hunter2@a:1,b:x/db",
+                "host 2 of the host list has an invalid port",
+            ),
+            (
+                "postgres://u:hunter2@a:1,:5/db",
+                "host 2 of the host list is empty",
+            ),
+            (
+                "postgres://u:hunter2@a:0,b/db",
+                "host 1 of the host list has an invalid port",
+            ),
+            (
+                "postgres://u:hunter2@a,[::1/db",
+                "host 2 of the host list has an unclosed [",
+            ),
         ] {
             let e = Hosts::parse(url).unwrap_err().to_string();
             assert!(e.contains(expect), "{url}: {e}");

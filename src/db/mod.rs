@@ -35,7 +35,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// sees only the tenant it bound (see `customers::repo`). The login role must be allowed to
 /// (a superuser, or a member of `customers_app`). Migrations do not use this pool.
 pub fn pool(options: PgConnectOptions, settings: &DatabaseSettings) -> PgPool {
-    pool_for(&Hosts::single(options), settings)
+    pool_for(
+        &Hosts::single(connection_options(options, settings)),
+        settings,
+    )
 }
 
 /// The per-connection settings of the pool's connections.
@@ -66,7 +69,9 @@ pub fn pool_for(hosts: &Hosts, settings: &DatabaseSettings) -> PgPool {
     PgPoolOptions::new()
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
-                let read_only: bool = sqlx::query_scalar(setup).fetch_one(&mut *conn).await?;
+                use sqlx::{Executor, Row};
+                // One round trip (a &str runs as a simple query): the SETs, then one row.
+                let read_only: bool = conn.fetch_one(setup).await?.try_get(0)?;
                 if read_only {
                     connection_lost();
                     return Err(sqlx::Error::Io(std::io::Error::other(
@@ -143,8 +148,7 @@ pub fn is_connection_lost(e: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08")
-                || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
         }),
         _ => false,
     }

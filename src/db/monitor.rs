@@ -95,6 +95,10 @@ async fn run(pool: PgPool, mut hosts: Hosts, stop: CancellationToken) {
         // Dropped, not closed: the host may not be answering.
         drop(conn);
         super::retire_older_connections();
-        tracing::warn!(host = hosts.label(in_use), reason, "database failover suspected; selecting a host again");
+        tracing::warn!(
+            host = hosts.label(in_use),
+            reason,
+            "database failover suspected; selecting a host again"
+        );
     }
 }

@@ -7,6 +7,7 @@ mod auth;
 mod compat;
 mod customers;
 mod errors;
+mod failover;
 mod faults;
 mod hostile;
 mod idempotency;
