@@ -111,7 +111,7 @@ class Service:
         self.token = subprocess.run([BIN, 'token', '--org', self.org, '--ttl', '3h'], env=e, cwd=REPO,
                                     check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
         self.proc = subprocess.Popen([BIN], env=e, cwd=REPO, stdin=subprocess.DEVNULL,
-                                     stdout=open(self.log_path, 'ab'), stderr=subprocess.STDOUT)
+                                     stdout=open(self.log_path, 'wb'), stderr=subprocess.STDOUT)
         deadline = mono() + 60
         while True:
             if self.proc.poll() is not None:
