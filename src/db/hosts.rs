@@ -126,9 +126,29 @@ impl Hosts {
         self
     }
 
-    /// Tries the hosts in order, once each, and selects the first acceptable one; returns its
-    /// index and the probe's connection, or `None` (the selection is then unchanged).
+    /// Tries the hosts once each and selects the first acceptable one in the order given;
+    /// returns its index and the probe's connection, or `None` (the selection is then
+    /// unchanged). For a read-write target the hosts are probed all at once and the first to
+    /// take writes wins (only one does; a stalled host first in the list costs nothing then).
     pub async fn select(&mut self) -> Option<(usize, sqlx::PgConnection)> {
+        if self.read_write {
+            use futures_util::stream::{FuturesUnordered, StreamExt};
+            let mut probes: FuturesUnordered<_> = (self.hosts.iter().enumerate())
+                .map(|(index, host)| async move { (index, probe(&host.options, true).await) })
+                .collect();
+            while let Some((index, result)) = probes.next().await {
+                match result {
+                    Ok(conn) => {
+                        self.selected = index;
+                        return Some((index, conn));
+                    }
+                    Err(reason) => {
+                        tracing::debug!(host = %self.hosts[index].label, %reason, "database host not selected");
+                    }
+                }
+            }
+            return None;
+        }
         for index in 0..self.hosts.len() {
             match probe(&self.hosts[index].options, self.read_write).await {
                 Ok(conn) => {

@@ -110,7 +110,7 @@ pub async fn migrate(options: &PgConnectOptions) -> Result<(), sqlx::migrate::Mi
 pub async fn is_ready(pool: &PgPool) -> bool {
     let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let until = tokio::time::Instant::now() + pool.options().get_acquire_timeout();
-    let mut conn = match tokio::time::timeout_at(until, pool.acquire()).await {
+    let mut conn = match tokio::time::timeout_at(until, acquire_following_host(pool)).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => {
             note(&e);
@@ -204,6 +204,27 @@ fn lost_signal() -> &'static tokio::sync::Notify {
     LOST.get_or_init(tokio::sync::Notify::new)
 }
 
+/// Woken when the monitor points the pool at another host.
+fn host_changed_signal() -> &'static tokio::sync::Notify {
+    static CHANGED: OnceLock<tokio::sync::Notify> = OnceLock::new();
+    CHANGED.get_or_init(tokio::sync::Notify::new)
+}
+
+/// `pool.acquire()`, started again when the monitor selects another host: an attempt stuck
+/// connecting to a stalled host is dropped (nothing was sent) instead of waiting out the
+/// `acquire_timeout`.
+async fn acquire_following_host(
+    pool: &PgPool,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+    loop {
+        let changed = host_changed_signal().notified();
+        tokio::select! {
+            acquired = pool.acquire() => return acquired,
+            _ = changed => {}
+        }
+    }
+}
+
 /// Resolves after [`connection_lost`] (the monitor's wake-up).
 async fn wait_for_lost_connection() {
     lost_signal().notified().await
@@ -252,7 +273,7 @@ pub async fn acquire(
     let until = tokio::time::Instant::now() + pool.options().get_acquire_timeout();
     let mut backoff = Duration::from_millis(25);
     loop {
-        let error = match tokio::time::timeout_at(until, pool.acquire()).await {
+        let error = match tokio::time::timeout_at(until, acquire_following_host(pool)).await {
             Ok(Ok(conn)) => return Ok(conn),
             Ok(Err(e)) => e,
             Err(_) => return Err(sqlx::Error::PoolTimedOut),

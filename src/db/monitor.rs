@@ -60,6 +60,7 @@ async fn run(pool: PgPool, mut hosts: Hosts, stop: CancellationToken) {
             // Connections to the host left behind must not be handed out again.
             super::retire_older_connections();
             pool.set_connect_options(hosts.selected().clone());
+            super::host_changed_signal().notify_waiters();
             tracing::warn!(
                 from = hosts.label(in_use),
                 to = hosts.label(selected),
