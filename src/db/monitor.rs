@@ -22,9 +22,11 @@ pub const HEARTBEAT: Duration = Duration::from_millis(250);
 /// Pause between rounds over the hosts while none is acceptable.
 const RETRY: Duration = Duration::from_millis(100);
 
+/// Stops when [`Monitor::stop`] is called or when dropped.
 pub struct Monitor {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    _stop_on_drop: tokio_util::sync::DropGuard,
 }
 
 impl Monitor {
@@ -33,7 +35,11 @@ impl Monitor {
     pub fn spawn(pool: PgPool, hosts: Hosts) -> Self {
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(pool, hosts, stop.clone()));
-        Self { stop, task }
+        Self {
+            _stop_on_drop: stop.clone().drop_guard(),
+            stop,
+            task,
+        }
     }
 
     pub async fn stop(self) {

@@ -187,6 +187,20 @@ async fn a_stalled_server_answers_503_within_the_bound_and_its_connection_is_dro
     println!("failover/stalled: 503 after {} ms", took.as_millis());
 }
 
+#[test]
+fn a_bad_host_list_is_refused_by_name_without_the_password() {
+    let mut settings = test_settings();
+    settings.database.url = Secret::new("postgres://app:hunter2@10.0.0.1:5432,10.0.0.2:x/db");
+    let e = settings.validate().expect_err("a bad port").to_string();
+    assert!(e.contains("database.url (DATABASE_URL)"), "{e}");
+    assert!(e.contains("host 2"), "{e}");
+    assert!(!e.contains("hunter2"), "{e}");
+    settings.database.url = Secret::new(
+        "postgres://app:hunter2@10.0.0.1:5432,10.0.0.2/db?target_session_attrs=read-write",
+    );
+    settings.validate().expect("a valid multi-host URL");
+}
+
 // ---------------------------------------------------------------------------------------------
 // On the Patroni cluster
 // ---------------------------------------------------------------------------------------------
