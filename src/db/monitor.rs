@@ -6,8 +6,9 @@
 //! [`HEARTBEAT`] (a `Sync` round trip, or the read-only check for a read-write target), bounded
 //! by [`PROBE_TIMEOUT`](super::hosts::PROBE_TIMEOUT). When that check fails, or a request
 //! reports a lost connection ([`super::connection_lost`]), every connection opened before then
-//! is condemned (see [`super::retire_older_connections`]) and the hosts are tried again, in
-//! order, until one is acceptable; the pool then opens its connections there.
+//! is condemned (see [`super::retire_older_connections`]) and the hosts are tried again until
+//! one is acceptable; the pool then opens its connections there, and a request still waiting
+//! for a connection to the old host starts again on the new one.
 
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ impl Monitor {
 async fn run(pool: PgPool, mut hosts: Hosts, stop: CancellationToken) {
     let mut in_use = hosts.selected_index();
     loop {
-        // Select: the hosts in order, again and again, until one is acceptable.
+        // Select, again and again, until a host is acceptable (see Hosts::select).
         let mut conn = loop {
             if let Some((_, conn)) = hosts.select().await {
                 break conn;
