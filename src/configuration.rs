@@ -299,6 +299,11 @@ impl Settings {
                 "must be a postgres:// or postgresql:// URL",
             ));
         }
+        if !url.is_empty() {
+            // One host or several (`h1:5432,h2:5432`); the message never repeats the URL.
+            crate::db::Hosts::parse(url)
+                .map_err(|e| ConfigError::invalid("database.url (DATABASE_URL)", e.to_string()))?;
+        }
         if !(1..=100_000).contains(&self.idempotency.sweep_batch) {
             return Err(ConfigError::invalid(
                 "idempotency.sweep_batch",

@@ -31,36 +31,57 @@ pub struct Application {
     sweeper: tokio::task::JoinHandle<()>,
     relay: tokio::task::JoinHandle<()>,
     private_postgres: Option<PrivatePostgres>,
+    monitor: Option<db::monitor::Monitor>,
 }
 
-/// Where the database is: `DATABASE_URL`, or a private server started here.
+/// Where the database is: `DATABASE_URL`, or a private server started here. The options are
+/// those of the host selected among the URL's hosts (see [`database_hosts`]).
 pub async fn database(
     settings: &Settings,
 ) -> anyhow::Result<(PgConnectOptions, Option<PrivatePostgres>)> {
+    let (hosts, server) = database_hosts(settings).await?;
+    Ok((hosts.selected().clone(), server))
+}
+
+/// The hosts of `DATABASE_URL` (one or several), with the first acceptable one selected when
+/// one answers now (else the first), or the private server started here.
+pub async fn database_hosts(
+    settings: &Settings,
+) -> anyhow::Result<(db::Hosts, Option<PrivatePostgres>)> {
     let url = settings.database.url.expose();
     if !url.is_empty() {
-        let options = url
-            .parse::<PgConnectOptions>()
-            .context("database.url (DATABASE_URL) is not a valid PostgreSQL URL")?;
-        return Ok((options, None));
+        let mut hosts = db::Hosts::parse(url)
+            .map_err(|e| anyhow::anyhow!("database.url (DATABASE_URL) {e}"))?;
+        if hosts.len() > 1 || hosts.read_write() {
+            if let Some((index, conn)) = hosts.select().await {
+                use sqlx::Connection;
+                conn.close().await.ok();
+                tracing::info!(host = hosts.label(index), "database host selected");
+            } else {
+                tracing::warn!("no database host is acceptable now; starting with the first");
+            }
+        }
+        return Ok((hosts, None));
     }
     let data_dir = settings.database.data_dir.clone();
     let server =
         tokio::task::spawn_blocking(move || PrivatePostgres::start(&data_dir, Durability::Durable))
             .await
             .context("the PostgreSQL start-up task failed")??;
-    Ok((server.connect_options(), Some(server)))
+    Ok((db::Hosts::single(server.connect_options()), Some(server)))
 }
 
 impl Application {
     /// Resolves the database (starting a private one when no URL is configured), migrates and
     /// binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let (options, private_postgres) = database(&settings).await?;
-        let pool = db::pool(options, &settings.database);
-        match Self::build_with_pool(settings, pool).await {
+        let (hosts, private_postgres) = database_hosts(&settings).await?;
+        let hosts = hosts.map_options(|o| db::connection_options(o, &settings.database));
+        let pool = db::pool_for(&hosts, &settings.database);
+        match Self::build_with_pool(settings, pool.clone()).await {
             Ok(mut app) => {
                 app.private_postgres = private_postgres;
+                app.monitor = Some(db::monitor::Monitor::spawn(pool, hosts));
                 Ok(app)
             }
             Err(e) => {
@@ -100,8 +121,13 @@ impl Application {
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
         let gate_for_tasks = gate.clone();
+        let bound = db::deadline::bound(&settings.database);
         let mut server = HttpServer::new(move || {
             App::new()
+                // Inside the request context, so that its 503 carries the request id.
+                .wrap(middleware::from_fn(move |req, next| {
+                    db::deadline::limit(bound, req, next)
+                }))
                 .wrap(middleware::from_fn(request_context::middleware))
                 .app_data(state.clone())
                 .app_data(gate.clone())
@@ -150,6 +176,7 @@ impl Application {
             sweeper,
             relay,
             private_postgres: None,
+            monitor: None,
         })
     }
 
@@ -182,6 +209,9 @@ impl Application {
         self.stop_background.cancel();
         let _ = self.sweeper.await;
         let _ = self.relay.await;
+        if let Some(monitor) = self.monitor {
+            monitor.stop().await;
+        }
         self.pool.close().await;
         if let Some(server) = self.private_postgres {
             tokio::task::spawn_blocking(move || server.stop()).await?;

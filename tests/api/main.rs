@@ -9,6 +9,7 @@ mod compat;
 mod customers;
 mod errors;
 mod events;
+mod failover;
 mod faults;
 mod hostile;
 mod idempotency;
