@@ -220,10 +220,12 @@ impl Settings {
         };
         let dir = std::env::var("CONFIG_DIR").unwrap_or_else(|_| "config".into());
         let dir = PathBuf::from(dir);
+        // Defaults, then the profile, each with the directory's copy over the compiled-in one: a
+        // `config/default.toml` beside the binary must not undo what the profile sets.
         let mut builder = Config::builder()
             .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
-            .add_source(File::from_str(profile_toml, FileFormat::Toml))
             .add_source(File::from(dir.join("default.toml")).required(false))
+            .add_source(File::from_str(profile_toml, FileFormat::Toml))
             .add_source(File::from(dir.join(format!("{}.toml", profile.name()))).required(false))
             .add_source(
                 Environment::with_prefix("CUSTOMERS_API")

@@ -163,7 +163,10 @@ async fn a_stalled_server_answers_503_within_the_bound_and_its_connection_is_dro
     kill(stalled, Signal::SIGCONT).expect("SIGCONT");
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key("retry-after"));
-    let header_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let header_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     // Cut off at 1.35 s (the sum less a tenth); 0.5 s more for a busy test machine.
     assert!(
         took >= Duration::from_millis(1300) && took < Duration::from_millis(2000),
@@ -171,7 +174,10 @@ async fn a_stalled_server_answers_503_within_the_bound_and_its_connection_is_dro
     );
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "service_unavailable");
-    assert_eq!(body["error"]["requestId"], header_id, "the answer carries its request id");
+    assert_eq!(
+        body["error"]["requestId"], header_id,
+        "the answer carries its request id"
+    );
     // Served again at once, on a new connection.
     let response = app.get(&id).await;
     assert_eq!(response.status(), 200);
