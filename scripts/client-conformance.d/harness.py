@@ -246,6 +246,36 @@ class Suite:
             exchange,
         )
 
+    def check_replay(self, scenario, first, again):
+        """`again` repeated `first` with the same Idempotency-Key: the stored status and body byte
+        for byte, with Idempotent-Replayed: true (contract section 8)."""
+        if first is None or first.status is None or not 200 <= first.status < 300:
+            self.check(
+                again.operation,
+                scenario,
+                False,
+                "not run: the first request of the pair did not succeed",
+            )
+            return
+        if again.exchange is None:
+            return  # the call's own checks have reported it
+        self.check(
+            again.operation,
+            scenario,
+            again.status == first.status
+            and again.exchange.response_body == first.exchange.response_body,
+            "the replay is not the stored response byte for byte; the first response was:\n"
+            + first.exchange.describe(),
+            again.exchange,
+        )
+        self.check(
+            again.operation,
+            scenario,
+            again.header("Idempotent-Replayed") == "true",
+            f"Idempotent-Replayed is {again.header('Idempotent-Replayed')!r}, expected 'true'",
+            again.exchange,
+        )
+
     # -- coverage -----------------------------------------------------------------------------
 
     def check_coverage(self, api_package):

@@ -179,7 +179,7 @@ def idempotent_creates(context):
         expect=201,
         model=Customer,
     )
-    check_replay(suite, scenario, context.creates[target], again)
+    suite.check_replay(scenario, context.creates[target], again)
 
     # Contract section 8 (revised): a retry that differs only in a number's notation is the
     # same request. The first create sent perDay 20000; this one sends 20000.0.
@@ -197,7 +197,7 @@ def idempotent_creates(context):
         expect=201,
         model=Customer,
     )
-    check_replay(suite, scenario, context.creates[target], again)
+    suite.check_replay(scenario, context.creates[target], again)
 
     scenario = "the same Idempotency-Key with a different body"
     reused = suite.call(
@@ -209,37 +209,6 @@ def idempotent_creates(context):
         model=Error,
     )
     check_error(suite, scenario, reused, "idempotency_key_reused")
-
-
-def check_replay(suite, scenario, first, again):
-    """`again` repeated `first` with the same Idempotency-Key: the stored status and body byte
-    for byte, with Idempotent-Replayed: true (contract section 8)."""
-    if first is None or first.status is None or not 200 <= first.status < 300:
-        suite.check(
-            again.operation,
-            scenario,
-            False,
-            "not run: the first request of the pair did not succeed",
-        )
-        return
-    if again.exchange is None:
-        return  # the call's own checks have reported it
-    suite.check(
-        again.operation,
-        scenario,
-        again.status == first.status
-        and again.exchange.response_body == first.exchange.response_body,
-        "the replay is not the stored response byte for byte; the first response was:\n"
-        + first.exchange.describe(),
-        again.exchange,
-    )
-    suite.check(
-        again.operation,
-        scenario,
-        again.header("Idempotent-Replayed") == "true",
-        f"Idempotent-Replayed is {again.header('Idempotent-Replayed')!r}, expected 'true'",
-        again.exchange,
-    )
 
 
 # -- read ---------------------------------------------------------------------------------------
@@ -411,7 +380,7 @@ def idempotent_patch(context):
     again, _ = patch(
         context, scenario, target, CustomerPatch(policy=Policy(ttl_days=90.0)), idempotency_key=key
     )
-    check_replay(context.suite, scenario, first, again)
+    context.suite.check_replay(scenario, first, again)
 
 
 def preconditions_and_errors(context):
@@ -486,7 +455,7 @@ def activate_all(context):
         tracker.check(scenario, first, customer_id, status="active")
         scenario = "activate replayed with the same Idempotency-Key"
         again = activate(context, scenario, customer_id, idempotency_key=key)
-        check_replay(suite, scenario, first, again)
+        suite.check_replay(scenario, first, again)
 
     customer_id = context.ids.get("a name but no policy")
     if customer_id is not None:

@@ -97,6 +97,8 @@ def create_bodies():
 def run(suite):
     tracker = Tracker(suite)
     by_scenario = create_all(suite, tracker)
+    idempotent_create(suite, tracker)
+    invalid_create(suite)
     get_all(suite, tracker)
     list_all(suite, tracker, "list holding every customer")
     update_all(suite, tracker, by_scenario)
@@ -113,6 +115,56 @@ def create_all(suite, tracker):
         outcome = suite.call(scenario, create_customer, body=body, expect=201, model=Customer)
         by_scenario[scenario] = tracker.created(scenario, outcome)
     return by_scenario
+
+
+def idempotent_create(suite, tracker):
+    """Proxy's file has the Idempotency-Key header too: a retry gets the stored response."""
+    body = CreateCustomerRequest(email="keyed@example.com", phone="+14155550104")
+    key = "conformance-proxy-keyed-create"
+    scenario = "create with an Idempotency-Key"
+    first = suite.call(
+        scenario, create_customer, body=body, idempotency_key=key, expect=201, model=Customer
+    )
+    tracker.created(scenario, first)
+    scenario = "create replayed with the same Idempotency-Key"
+    again = suite.call(
+        scenario, create_customer, body=body, idempotency_key=key, expect=201, model=Customer
+    )
+    suite.check_replay(scenario, first, again)
+
+
+def invalid_create(suite):
+    """A 400 parses into Proxy's Error, in its object form, with the details kept."""
+    scenario = "an invalid email and perAuth above perDay"
+    body = CreateCustomerRequest(
+        email="not-an-email", policy=Policy(limits=PolicyLimits(per_auth=900, per_day=500))
+    )
+    outcome = suite.call(scenario, create_customer, body=body, expect=400, model=Error)
+    check_error(suite, scenario, outcome, "parameter_invalid")
+    details = getattr(getattr(outcome.parsed, "error", None), "details", None)
+    errors = details.additional_properties.get("errors") if details else None
+    named = {error.get("param") for error in errors or [] if isinstance(error, dict)}
+    suite.check(
+        outcome.operation,
+        scenario,
+        outcome.parsed is None or {"email", "policy.limits.perAuth"} <= named,
+        f"details.errors names {sorted(named)}, expected email and policy.limits.perAuth",
+        outcome.exchange,
+    )
+
+
+def check_error(suite, scenario, outcome, code):
+    """Proxy's Error: `error` in the object form (not the string form) with `code`."""
+    if outcome.parsed is None:
+        return  # the call's own checks have reported it
+    error = getattr(outcome.parsed, "error", None)
+    suite.check(
+        outcome.operation,
+        scenario,
+        isinstance(error, ErrorErrorType1) and error.code == code,
+        f"error {error!r:.300}, expected the object form with code {code}",
+        outcome.exchange,
+    )
 
 
 def get_all(suite, tracker):
@@ -198,12 +250,4 @@ def not_found(suite):
     ]
     for module, arguments in calls:
         outcome = suite.call("unknown id", module, UNKNOWN_ID, expect=404, model=Error, **arguments)
-        error = getattr(outcome.parsed, "error", None)
-        code = getattr(error, "code", None)
-        suite.check(
-            outcome.operation,
-            "unknown id",
-            outcome.parsed is None or (isinstance(error, ErrorErrorType1) and code == "not_found"),
-            f"error {error!r:.300}, expected the object form with code not_found",
-            outcome.exchange,
-        )
+        check_error(suite, "unknown id", outcome, "not_found")
