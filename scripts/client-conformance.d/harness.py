@@ -135,10 +135,15 @@ def all_operations(api_package):
 class Suite:
     """The checks made with one generated client."""
 
-    def __init__(self, name, client_factory, date_time_members):
+    def __init__(self, name, client_factory, tokens, date_time_members):
+        """client_factory(hooks, token) builds a generated AuthenticatedClient; tokens maps a
+        role ("admin", "write") to a token; calls use the admin one unless told otherwise."""
         self.name = name
         self.capture = Capture()
-        self.client = client_factory(self.capture.hooks())
+        self.clients = {
+            role: client_factory(self.capture.hooks(), token) for role, token in tokens.items()
+        }
+        self.clients["malformed token"] = client_factory(self.capture.hooks(), "not-a-token")
         self.date_time_members = date_time_members
         self.calls = collections.Counter()
         self.passed = 0
@@ -160,13 +165,14 @@ class Suite:
 
     # -- typed calls --------------------------------------------------------------------------
 
-    def call(self, scenario, api_module, *args, expect, model, **kwargs):
-        """Runs api_module.sync_detailed(*args, client=..., **kwargs); expects the status
-        `expect` and a parsed instance of `model`; returns an Outcome."""
+    def call(self, scenario, api_module, *args, expect, model, role="admin", **kwargs):
+        """Runs api_module.sync_detailed(*args, client=..., **kwargs) with the client of
+        `role`; expects the status `expect` and a parsed instance of `model`; returns an
+        Outcome."""
         operation = operation_name(api_module)
         self.calls[operation] += 1
         try:
-            response = api_module.sync_detailed(*args, client=self.client, **kwargs)
+            response = api_module.sync_detailed(*args, client=self.clients[role], **kwargs)
         except Exception as error:  # any exception of a typed call is a finding
             self.check(
                 operation,

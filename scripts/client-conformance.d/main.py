@@ -1,7 +1,7 @@
 """Drives the generated clients against a running service; see scripts/client-conformance.
 
 Usage: main.py --generated DIR --proxy-spec FILE --own-spec FILE --service URL
-               --proxy-token TOKEN --own-token TOKEN
+               --proxy-token TOKEN --own-token TOKEN --own-write-token TOKEN
 Exit status 0 when every check passed, 1 otherwise.
 """
 
@@ -33,12 +33,17 @@ def parse_arguments():
         required=True,
         help="token of the tenant the own client works in (customers:admin)",
     )
+    parser.add_argument(
+        "--own-write-token",
+        required=True,
+        help="token of the same tenant with customers:write only (activate needs admin)",
+    )
     return parser.parse_args()
 
 
-def run_suite(module, arguments, spec_path, token):
+def run_suite(module, arguments, spec_path, tokens):
     members = compare.date_time_members(json.loads(spec_path.read_text()))
-    suite = module.make_suite(arguments.service, token, members)
+    suite = module.make_suite(arguments.service, tokens, members)
     started = time.monotonic()
     module.run(suite)
     suite.seconds = time.monotonic() - started
@@ -66,8 +71,13 @@ def main():
     import proxy_suite
 
     suites = [
-        run_suite(proxy_suite, arguments, arguments.proxy_spec, arguments.proxy_token),
-        run_suite(own_suite, arguments, arguments.own_spec, arguments.own_token),
+        run_suite(proxy_suite, arguments, arguments.proxy_spec, {"admin": arguments.proxy_token}),
+        run_suite(
+            own_suite,
+            arguments,
+            arguments.own_spec,
+            {"admin": arguments.own_token, "write": arguments.own_write_token},
+        ),
     ]
     print(summary(suites))
     failures = [failure for suite in suites for failure in suite.failures]

@@ -46,13 +46,13 @@ def idempotency_key(text):
     return "conformance-" + "-".join(text.replace(",", "").split())
 
 
-def make_suite(base_url, token, date_time_members):
-    def client(hooks):
+def make_suite(base_url, tokens, date_time_members):
+    def client(hooks, token):
         return AuthenticatedClient(
             base_url=base_url, token=token, httpx_args={"event_hooks": hooks}
         )
 
-    return Suite("own", client, date_time_members)
+    return Suite("own", client, tokens, date_time_members)
 
 
 class Context:
@@ -144,6 +144,7 @@ def run(suite):
     filtered_lists(context)
     list_all(context, "list after every write")
     not_found(context)
+    authentication_and_scope(context)
     suite.check_coverage(api)
 
 
@@ -514,6 +515,25 @@ def not_found(context):
             "unknown id", module, UNKNOWN_ID, expect=404, model=Error, **arguments
         )
         check_error(context.suite, "unknown id", outcome, "not_found")
+
+
+def authentication_and_scope(context):
+    suite = context.suite
+    scenario = "a malformed token"
+    outcome = suite.call(scenario, list_customers, expect=401, model=Error, role="malformed token")
+    check_error(suite, scenario, outcome, "unauthorized")
+    challenge = outcome.header("WWW-Authenticate") or ""
+    suite.check(
+        outcome.operation,
+        scenario,
+        challenge.startswith("Bearer"),
+        f"WWW-Authenticate is {challenge!r}, expected Bearer",
+        outcome.exchange,
+    )
+    scenario = "activate with a customers:write token"
+    customer_id = context.ids.get("full customer, integer numbers") or UNKNOWN_ID
+    outcome = activate(context, scenario, customer_id, expect=403, model=Error, role="write")
+    check_error(suite, scenario, outcome, "insufficient_scope")
 
 
 # -- errors -------------------------------------------------------------------------------------

@@ -34,13 +34,13 @@ from tracker import Tracker, walk_pages
 UNKNOWN_ID = "cus_00000000000000000000000000"
 
 
-def make_suite(base_url, token, date_time_members):
-    def client(hooks):
+def make_suite(base_url, tokens, date_time_members):
+    def client(hooks, token):
         return AuthenticatedClient(
             base_url=f"{base_url}/v1", token=token, httpx_args={"event_hooks": hooks}
         )
 
-    return Suite("proxy", client, date_time_members)
+    return Suite("proxy", client, tokens, date_time_members)
 
 
 def full_policy(number):
@@ -251,3 +251,7 @@ def not_found(suite):
     for module, arguments in calls:
         outcome = suite.call("unknown id", module, UNKNOWN_ID, expect=404, model=Error, **arguments)
         check_error(suite, "unknown id", outcome, "not_found")
+    outcome = suite.call(
+        "a malformed token", list_customers, expect=401, model=Error, role="malformed token"
+    )
+    check_error(suite, "a malformed token", outcome, "unauthorized")
