@@ -64,7 +64,6 @@ class Capture:
 
     def _on_request(self, request):
         self._request = request
-        self.last = None
 
     def _on_response(self, response):
         response.read()
@@ -171,6 +170,7 @@ class Suite:
         Outcome."""
         operation = operation_name(api_module)
         self.calls[operation] += 1
+        self.capture.last = None  # a call that raises before sending has no exchange
         try:
             response = api_module.sync_detailed(*args, client=self.clients[role], **kwargs)
         except Exception as error:  # any exception of a typed call is a finding

@@ -347,6 +347,8 @@ def update_all(context):
             tracker.patched(scenario, outcome, customer_id)
             context.remember_etag(scenario, outcome, customer_id)
 
+    clears(context)
+
     scenario = "an empty patch changes nothing"
     outcome, customer_id = patch(context, scenario, "a policy but no name", CustomerPatch())
     if outcome is not None:
@@ -362,6 +364,33 @@ def update_all(context):
         )
 
     idempotent_patch(context)
+
+
+def clears(context):
+    """Contract section 4.1: null clears name (both parts), policy.limits and policy. The
+    document says so ("null clears both parts (in a PATCH)"), so its typed models must be able
+    to send it: CustomerPatch(name=None) must give {"name": null}."""
+    changes = [
+        ("a policy but no name", "name None clears both parts", lambda: CustomerPatch(name=None)),
+        (
+            "full customer, integer numbers",
+            "policy.limits None removes every limit",
+            lambda: CustomerPatch(policy=Policy(limits=None)),
+        ),
+        ("only an email", "policy None removes the policy", lambda: CustomerPatch(policy=None)),
+    ]
+    for target, scenario, make_body in changes:
+        try:
+            body = make_body()
+        except Exception as error:  # the model refuses None at construction
+            context.suite.check(
+                "updateCustomer", scenario, False, f"the model refused it: {error!r}"
+            )
+            continue
+        outcome, customer_id = patch(context, scenario, target, body)
+        if outcome is not None:
+            context.tracker.patched(scenario, outcome, customer_id)
+            context.remember_etag(scenario, outcome, customer_id)
 
 
 def idempotent_patch(context):
