@@ -104,7 +104,7 @@ class Tracker:
         suite = self.suite
         shown = []
         for page in pages:
-            data = (page.body or {}).get("data") or []
+            data = page.body.get("data") or [] if isinstance(page.body, dict) else []
             suite.check(
                 page.operation,
                 scenario,
@@ -147,7 +147,7 @@ def walk_pages(suite, scenario, list_module, model, limit, **filters):
             arguments["cursor"] = cursor
         page = suite.call(scenario, list_module, expect=200, model=model, **arguments)
         pages.append(page)
-        cursor = (page.body or {}).get("nextCursor") if isinstance(page.body, dict) else None
+        cursor = page.body.get("nextCursor") if isinstance(page.body, dict) else None
         if cursor is None:
             return pages
         if not suite.check(
