@@ -17,9 +17,13 @@ use crate::error::ApiError;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A JSON object body. An empty body reads as `{}`.
+/// A JSON object body. An empty body reads as `{}`. The bytes as sent are kept beside the parsed
+/// object: a number's spelling (`80000.0`, `8e4`) is only known from them.
 #[derive(Debug)]
-pub struct JsonObject(pub Map<String, Value>);
+pub struct JsonObject {
+    pub object: Map<String, Value>,
+    pub raw: actix_web::web::Bytes,
+}
 
 impl FromRequest for JsonObject {
     type Error = ApiError;
@@ -52,7 +56,10 @@ impl FromRequest for JsonObject {
                 body.extend_from_slice(&chunk);
             }
             if body.is_empty() {
-                return Ok(JsonObject(Map::new()));
+                return Ok(JsonObject {
+                    object: Map::new(),
+                    raw: Default::default(),
+                });
             }
             if content_type_ok != Some(true) {
                 return Err(ApiError::UnsupportedMediaType(
@@ -61,7 +68,10 @@ impl FromRequest for JsonObject {
                 ));
             }
             match parse_strict(&body)? {
-                Value::Object(map) => Ok(JsonObject(map)),
+                Value::Object(object) => Ok(JsonObject {
+                    object,
+                    raw: body.into(),
+                }),
                 _ => Err(ApiError::InvalidRequest(
                     "the request body must be a JSON object".into(),
                 )),

@@ -137,7 +137,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?.clone();
     let key = idempotency::key_from_headers(req.headers())?;
-    let JsonObject(body) = body;
+    let body = canonical_body(body);
     // Only a keyed request needs its fingerprint.
     let keyed = key.map(|key| {
         let fingerprint = idempotency::fingerprint(&Method::POST, req.path(), Some(&body));
@@ -180,6 +180,14 @@ pub async fn create(
         .executor()
         .execute(&tenant, keyed, ClaimBy::Executor, work)
         .await
+}
+
+/// The body with its integer fields in their one spelling (`8e4` → `80000`), so that the merge,
+/// validation and the idempotency fingerprint all see the integer.
+fn canonical_body(body: JsonObject) -> Map<String, Value> {
+    let JsonObject { mut object, raw } = body;
+    super::integers::canonical_integers(&mut object, &raw);
+    object
 }
 
 /// `type` on create: `consumer` (default) or `corporate`.
@@ -274,7 +282,7 @@ pub async fn update(
     let tenant = caller.require(Scope::Write)?.clone();
     let key = idempotency::key_from_headers(req.headers())?;
     let if_match = IfMatch::from_headers(req.headers())?;
-    let JsonObject(body) = body;
+    let body = canonical_body(body);
     let keyed = key.map(|key| {
         let fingerprint = idempotency::fingerprint(&Method::PATCH, req.path(), Some(&body));
         (key, fingerprint)

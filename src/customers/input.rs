@@ -60,6 +60,31 @@ const WRITABLE: &[(&str, Kind)] = &[
     ("metadata", Kind::AnyObject),
 ];
 
+/// The paths of the integer fields (cents and minutes), from the tables above.
+pub fn integer_fields() -> &'static [Vec<&'static str>] {
+    static PATHS: std::sync::LazyLock<Vec<Vec<&'static str>>> = std::sync::LazyLock::new(|| {
+        fn walk(
+            fields: &[(&'static str, Kind)],
+            prefix: &[&'static str],
+            out: &mut Vec<Vec<&'static str>>,
+        ) {
+            for (name, kind) in fields {
+                let mut path = prefix.to_vec();
+                path.push(*name);
+                match kind {
+                    Kind::Int => out.push(path),
+                    Kind::Object(inner) => walk(inner, &path, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(WRITABLE, &[], &mut out);
+        out
+    });
+    &PATHS
+}
+
 const READ_ONLY: &[&str] = &["id", "status", "createdAt", "updatedAt", "object"];
 
 /// Checks the shape of a create or patch body; `body` is already known to be an object.

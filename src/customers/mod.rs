@@ -6,6 +6,7 @@
 pub mod cursor;
 pub mod handlers;
 pub mod input;
+pub mod integers;
 pub mod model;
 pub mod patch;
 mod repo;

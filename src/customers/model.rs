@@ -47,11 +47,13 @@ pub struct CustomerOut<'a> {
     pub status: &'a str,
     pub email: Option<&'a str>,
     pub phone: Option<&'a str>,
-    /// Null when neither first nor last name is set.
-    #[schema(value_type = Option<NameOut>)]
+    /// Left out when neither first nor last name is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<NameOut>, nullable = false)]
     pub name: Option<NameOut<'a>>,
-    /// The sparse spending policy: exactly the fields that were set; null when none is.
-    #[schema(value_type = Option<Policy>)]
+    /// The sparse spending policy: exactly the fields that were set; left out when none is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Policy>, nullable = false)]
     pub policy: Option<&'a Value>,
     #[schema(value_type = Object)]
     pub metadata: &'a Value,

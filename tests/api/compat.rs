@@ -2,8 +2,8 @@
 //! the schemas of `proxy-customers-openapi.json` (a copy of `../shared/reference/` kept in
 //! `tests/fixtures/` so the test does not depend on a folder outside the repository).
 //!
-//! The customers used are fully populated: contract §2 makes `name` and `policy` null when
-//! nothing is set, which Proxy's schema (no `nullable` there) does not describe; README notes it.
+//! Sparse customers (no name, no policy) are checked too: `name` and `policy` are left out when
+//! nothing is set in them, as Proxy's schema (optional, not nullable) describes.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -136,6 +136,36 @@ async fn the_five_proxy_routes_answer_what_the_reference_describes() {
         &response_schema(&spec, "/customers", "get", "200"),
         &page,
         "listCustomers",
+    );
+
+    // Sparse customers, alone and in a list page: no name, no policy, email only.
+    for body in [
+        json!({"email": "only@example.com"}),
+        json!({"name": {"first": "Grace"}}),
+        json!({"policy": {"requireIntent": true}}),
+        json!({}),
+    ] {
+        let sparse = app.create_ok(body.clone()).await;
+        let got = app.get_json(sparse["id"].as_str().unwrap()).await;
+        assert_valid(
+            &response_schema(&spec, "/customers/{customerId}", "get", "200"),
+            &got,
+            &format!("getCustomer of {body}"),
+        );
+    }
+    let page: Value = app
+        .request(Method::GET, "/v1/customers?limit=100")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(6));
+    assert_valid(
+        &response_schema(&spec, "/customers", "get", "200"),
+        &page,
+        "listCustomers with sparse customers",
     );
 
     // deleteCustomer: 200 Customer

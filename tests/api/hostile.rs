@@ -469,17 +469,14 @@ fn deep_nesting() -> Vec<BodyCase> {
     cases
 }
 
+/// Numbers that are not an integer of cents or minutes, or not one in range. (Integers written
+/// as `12.0`, `1e3` or `-0` are integers: see `integers.rs`.)
 fn numbers() -> Vec<BodyCase> {
     let values: &[(&str, Expect)] = &[
         ("1e400", INVALID_JSON),
         ("-1e400", INVALID_JSON),
-        ("-0", PARAM_INVALID),
-        ("-0.0", PARAM_INVALID),
         ("9007199254740993", PARAM_INVALID),
         ("12.5", PARAM_INVALID),
-        ("12.0", PARAM_INVALID),
-        ("1e3", PARAM_INVALID),
-        ("1E+2", PARAM_INVALID),
         ("1e-400", PARAM_INVALID),
         ("-1", PARAM_INVALID),
         ("1000000000001", PARAM_INVALID),

@@ -10,6 +10,7 @@ mod errors;
 mod faults;
 mod hostile;
 mod idempotency;
+mod integers;
 mod list;
 mod operations;
 mod patch;
