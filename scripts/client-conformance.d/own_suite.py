@@ -437,7 +437,9 @@ def preconditions_and_errors(context):
         context,
         scenario,
         target,
-        CustomerPatch(email="not-an-email", policy=Policy(limits=Limits(per_auth=900000.0))),
+        CustomerPatch(
+            email="not-an-email", policy=Policy(limits=Limits(per_auth=900000.0, per_day=500.0))
+        ),
         expect=400,
         model=Error,
     )
