@@ -15,6 +15,7 @@ mod hostile;
 mod idempotency;
 mod integers;
 mod list;
+mod openapi_errors;
 mod operations;
 mod patch;
 mod plans;
