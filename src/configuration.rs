@@ -96,6 +96,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub log: LogSettings,
     pub events: EventsSettings,
+    pub cache: CacheSettings,
 }
 
 fn default_profile() -> Profile {
@@ -171,6 +172,13 @@ pub struct RateLimitSettings {
     pub per_second: u32,
     /// Requests a tenant may send at once after being idle.
     pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CacheSettings {
+    /// How many customers each instance remembers as the guess of a write's current version
+    /// (customers::recent); 0 turns it off.
+    pub customers: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Gatekeeper, KeyRing};
 use crate::configuration::Settings;
+use crate::customers::recent::Recent;
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::openapi::OpenApiDocument;
@@ -118,6 +119,7 @@ impl Application {
             events: settings.events.clone(),
             cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
             relay_wake: relay_wake.clone(),
+            recent: Recent::new(settings.cache.customers),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
         let gate_for_tasks = gate.clone();

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::configuration::{EventsSettings, IdempotencySettings};
+use crate::customers::recent::Recent;
 use crate::pagination::Cursors;
 
 pub struct AppState {
@@ -15,4 +16,6 @@ pub struct AppState {
     pub cursors: Cursors,
     /// Wakes the event relay after a write commits, so that it publishes at once.
     pub relay_wake: Arc<Notify>,
+    /// Customers this instance saw lately: a write's guess of the current version.
+    pub recent: Recent,
 }
