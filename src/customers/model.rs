@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::domain::{CustomerId, CustomerStatus, CustomerType, Version};
+use super::json_text::{JsonText, StoredJson};
 use super::validation::{CustomerFields, Name, Policy};
 
 /// One row of `customers`, as every query returns it.
@@ -54,13 +55,54 @@ pub struct CustomerOut<'a> {
     /// The sparse spending policy: exactly the fields that were set; left out when none is.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Policy>, nullable = false)]
-    pub policy: Option<&'a Value>,
+    pub policy: Option<JsonText<'a>>,
     #[schema(value_type = Object)]
-    pub metadata: &'a Value,
+    pub metadata: JsonText<'a>,
     #[schema(format = DateTime, example = "2026-11-27T10:30:00.000Z")]
     pub created_at: String,
     #[schema(format = DateTime, example = "2026-11-27T10:30:00.000Z")]
     pub updated_at: String,
+}
+
+/// A customer as a list page shows it: its policy and metadata passed through as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ListedCustomer {
+    pub id: CustomerId,
+    pub kind: CustomerType,
+    pub status: CustomerStatus,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub policy: Option<StoredJson>,
+    pub metadata: StoredJson,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ListedCustomer {
+    pub fn out(&self) -> CustomerOut<'_> {
+        CustomerOut {
+            id: self.id.as_str(),
+            kind: self.kind,
+            status: self.status,
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            name: name_out(&self.first_name, &self.last_name),
+            policy: self.policy.as_ref().map(JsonText::Stored),
+            metadata: JsonText::Stored(&self.metadata),
+            created_at: timestamp(&self.created_at),
+            updated_at: timestamp(&self.updated_at),
+        }
+    }
+}
+
+/// `name` unless neither part is set.
+fn name_out<'a>(first: &'a Option<String>, last: &'a Option<String>) -> Option<NameOut<'a>> {
+    (first.is_some() || last.is_some()).then_some(NameOut {
+        first: first.as_deref(),
+        last: last.as_deref(),
+    })
 }
 
 /// The body of `POST /v1/customers`, for the OpenAPI document (bodies are parsed and checked
@@ -163,19 +205,15 @@ impl Customer {
     }
 
     pub fn out(&self) -> CustomerOut<'_> {
-        let name = (self.first_name.is_some() || self.last_name.is_some()).then_some(NameOut {
-            first: self.first_name.as_deref(),
-            last: self.last_name.as_deref(),
-        });
         CustomerOut {
             id: self.id.as_str(),
             kind: self.kind,
             status: self.status,
             email: self.email.as_deref(),
             phone: self.phone.as_deref(),
-            name,
-            policy: self.policy.as_ref(),
-            metadata: &self.metadata,
+            name: name_out(&self.first_name, &self.last_name),
+            policy: self.policy.as_ref().map(JsonText::Value),
+            metadata: JsonText::Value(&self.metadata),
             created_at: timestamp(&self.created_at),
             updated_at: timestamp(&self.updated_at),
         }
