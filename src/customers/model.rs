@@ -11,9 +11,11 @@ use super::domain::{CustomerId, CustomerStatus, CustomerType, Version};
 use super::json_text::{JsonText, StoredJson};
 use super::validation::{CustomerFields, Name, Policy};
 
-/// One row of `customers`, as every query returns it.
+/// One row of `customers`, as every query returns it. Its JSON members (policy, metadata) are
+/// values (`J = Value`) where the service works with them, and the stored JSON text where it
+/// only shows them ([`ListedCustomer`]).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Customer {
+pub struct Customer<J = Value> {
     pub id: CustomerId,
     pub kind: CustomerType,
     pub status: CustomerStatus,
@@ -21,11 +23,51 @@ pub struct Customer {
     pub phone: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
-    pub policy: Option<Value>,
-    pub metadata: Value,
+    pub policy: Option<J>,
+    pub metadata: J,
     pub version: Version,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A customer as a list page shows it: its policy and metadata passed through as stored.
+pub type ListedCustomer = Customer<StoredJson>;
+
+/// What a customer's JSON members are, for showing them.
+pub trait Member {
+    fn text(&self) -> JsonText<'_>;
+}
+
+impl Member for Value {
+    fn text(&self) -> JsonText<'_> {
+        JsonText::Value(self)
+    }
+}
+
+impl Member for StoredJson {
+    fn text(&self) -> JsonText<'_> {
+        JsonText::Stored(self)
+    }
+}
+
+impl<J: Member> Customer<J> {
+    pub fn out(&self) -> CustomerOut<'_> {
+        CustomerOut {
+            id: self.id.as_str(),
+            kind: self.kind,
+            status: self.status,
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            name: (self.first_name.is_some() || self.last_name.is_some()).then_some(NameOut {
+                first: self.first_name.as_deref(),
+                last: self.last_name.as_deref(),
+            }),
+            policy: self.policy.as_ref().map(J::text),
+            metadata: self.metadata.text(),
+            created_at: timestamp(&self.created_at),
+            updated_at: timestamp(&self.updated_at),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,47 +104,6 @@ pub struct CustomerOut<'a> {
     pub created_at: String,
     #[schema(format = DateTime, example = "2026-11-27T10:30:00.000Z")]
     pub updated_at: String,
-}
-
-/// A customer as a list page shows it: its policy and metadata passed through as stored.
-#[derive(Debug, sqlx::FromRow)]
-pub struct ListedCustomer {
-    pub id: CustomerId,
-    pub kind: CustomerType,
-    pub status: CustomerStatus,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub policy: Option<StoredJson>,
-    pub metadata: StoredJson,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl ListedCustomer {
-    pub fn out(&self) -> CustomerOut<'_> {
-        CustomerOut {
-            id: self.id.as_str(),
-            kind: self.kind,
-            status: self.status,
-            email: self.email.as_deref(),
-            phone: self.phone.as_deref(),
-            name: name_out(&self.first_name, &self.last_name),
-            policy: self.policy.as_ref().map(JsonText::Stored),
-            metadata: JsonText::Stored(&self.metadata),
-            created_at: timestamp(&self.created_at),
-            updated_at: timestamp(&self.updated_at),
-        }
-    }
-}
-
-/// `name` unless neither part is set.
-fn name_out<'a>(first: &'a Option<String>, last: &'a Option<String>) -> Option<NameOut<'a>> {
-    (first.is_some() || last.is_some()).then_some(NameOut {
-        first: first.as_deref(),
-        last: last.as_deref(),
-    })
 }
 
 /// The body of `POST /v1/customers`, for the OpenAPI document (bodies are parsed and checked
@@ -201,21 +202,6 @@ impl Customer {
             version: Version::FIRST,
             created_at,
             updated_at: created_at,
-        }
-    }
-
-    pub fn out(&self) -> CustomerOut<'_> {
-        CustomerOut {
-            id: self.id.as_str(),
-            kind: self.kind,
-            status: self.status,
-            email: self.email.as_deref(),
-            phone: self.phone.as_deref(),
-            name: name_out(&self.first_name, &self.last_name),
-            policy: self.policy.as_ref().map(JsonText::Value),
-            metadata: JsonText::Value(&self.metadata),
-            created_at: timestamp(&self.created_at),
-            updated_at: timestamp(&self.updated_at),
         }
     }
 

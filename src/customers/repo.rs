@@ -275,7 +275,7 @@ pub async fn list(
 ) -> Result<Vec<ListedCustomer>, sqlx::Error> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata, \
-                created_at, updated_at \
+                version, created_at, updated_at \
            FROM customers WHERE org_id = ",
     );
     q.push_bind(&tenant.org)
