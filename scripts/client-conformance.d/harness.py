@@ -147,6 +147,9 @@ class Suite:
         self.calls = collections.Counter()
         self.passed = 0
         self.failures = []
+        # Called as observer(scenario, outcome, role) after every typed call (e.g. to record
+        # the versions a write made).
+        self.observers = []
 
     # -- recording --------------------------------------------------------------------------
 
@@ -181,10 +184,14 @@ class Suite:
                 f"the typed call raised {describe_exception(error)}",
                 self.capture.last,
             )
-            return Outcome(operation, None, self.capture.last)
-        exchange = self.capture.last
-        self._check_response(operation, scenario, response, exchange, expect, model)
-        return Outcome(operation, response, exchange)
+            outcome = Outcome(operation, None, self.capture.last)
+        else:
+            exchange = self.capture.last
+            self._check_response(operation, scenario, response, exchange, expect, model)
+            outcome = Outcome(operation, response, exchange)
+        for observer in self.observers:
+            observer(scenario, outcome, role)
+        return outcome
 
     def _check_response(self, operation, scenario, response, exchange, status, model):
         if not self.check(

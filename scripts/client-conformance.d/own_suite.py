@@ -1,12 +1,16 @@
 """Every operation of the client generated from the service's own /openapi.json, with typed
 calls only: our extensions too (updatedAt, hasMore, list filters, activate, If-Match,
-Idempotency-Key, errors with details.errors).
+Idempotency-Key, errors with details.errors) and the event routes (own_events.py), which check
+the events of the writes made here.
 
 The document's paths start with /v1, so this client's base_url is the service's root.
 """
 
+import base64
+import json
 import re
 
+import own_events
 from own_client import AuthenticatedClient, api
 from own_client.api.customers import (
     activate_customer,
@@ -16,7 +20,6 @@ from own_client.api.customers import (
     list_customers,
     update_customer,
 )
-from own_client.types import UNSET
 from own_client.models import (
     Customer,
     CustomerIn,
@@ -24,16 +27,18 @@ from own_client.models import (
     CustomerList,
     CustomerPatch,
     CustomerPatchMetadataType0,
+    CustomerStatus,
     CustomerType,
     Error,
-    ErrorDetails,
-    ErrorObject,
     Limits,
     NameIn,
     Policy,
 )
+from own_client.types import UNSET
 
 from harness import Suite, describe_exception
+from history import History
+from own_errors import check_error
 from tracker import Tracker, walk_pages
 
 UNKNOWN_ID = "cus_00000000000000000000000000"
@@ -52,15 +57,29 @@ def make_suite(base_url, tokens, date_time_members):
             base_url=base_url, token=token, httpx_args={"event_hooks": hooks}
         )
 
-    return Suite("own", client, tokens, date_time_members)
+    suite = Suite("own", client, tokens, date_time_members)
+    suite.subs = {role: token_sub(token) for role, token in tokens.items()}
+    return suite
+
+
+def token_sub(token):
+    """The `sub` claim of a JWT (read, not verified: events must record it as actor.sub)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    return claims.get("sub")
 
 
 class Context:
-    """The suite, its tracker, the customers by scenario and their last ETags."""
+    """The suite, its tracker, the versions its writes made, the customers by scenario and
+    their last ETags."""
 
     def __init__(self, suite):
         self.suite = suite
         self.tracker = Tracker(suite)
+        self.history = History(suite, suite.subs)
         self.ids = {}  # scenario of a create -> the id of the customer it created
         self.creates = {}  # scenario of a create -> its Outcome
         self.etags = {}
@@ -143,6 +162,7 @@ def run(suite):
     delete_all(context)
     filtered_lists(context)
     list_all(context, "list after every write")
+    own_events.run(context)
     not_found(context)
     authentication_and_scope(context)
     suite.check_coverage(api)
@@ -268,7 +288,7 @@ def filtered_lists(context):
         "list filtered by type",
         2,
         lambda c: c.get("type") == "corporate" and c.get("status") != "deleted",
-        type_="corporate",
+        type_=CustomerType.CORPORATE,
     )
     for status in ("pending", "active", "deleted"):
         walk(
@@ -276,7 +296,7 @@ def filtered_lists(context):
             f"list filtered by status {status}",
             2,
             lambda c, s=status: c.get("status") == s,
-            status=status,
+            status=CustomerStatus(status),
         )
 
 
@@ -327,8 +347,18 @@ def update_all(context):
         ),
         (
             "a policy but no name",
-            "a name on a customer with a policy but no name",
-            CustomerPatch(name=NameIn(first="Late", last="Name")),
+            "a first name on a customer with a policy but no name",
+            CustomerPatch(name=NameIn(first="Late")),
+        ),
+        (
+            "a policy but no name",
+            "a last name beside the first",
+            CustomerPatch(name=NameIn(last="Name")),
+        ),
+        (
+            "a name but no policy",
+            "an email and a phone where there were none",
+            CustomerPatch(email="name.only@example.com", phone="+14155550103"),
         ),
         (
             "full customer, integer numbers",
@@ -349,19 +379,33 @@ def update_all(context):
 
     clears(context)
 
-    scenario = "an empty patch changes nothing"
-    outcome, customer_id = patch(context, scenario, "a policy but no name", CustomerPatch())
-    if outcome is not None:
-        tracker.unchanged(scenario, outcome, customer_id)
-        same = context.etags.get(customer_id)
-        etag = context.remember_etag(scenario, outcome, customer_id)
-        context.suite.check(
-            outcome.operation,
-            scenario,
-            etag == same,
-            f"the ETag went from {same!r} to {etag!r}",
-            outcome.exchange,
-        )
+    # No change, so no new version and no event (own_events checks the histories).
+    no_changes = [
+        ("a policy but no name", "an empty patch changes nothing", CustomerPatch()),
+        (
+            "full customer, integer numbers",
+            "a patch that sets what is already there changes nothing",
+            CustomerPatch(phone="+14155550102", policy=Policy(cooldown_minutes=None)),
+        ),
+        (
+            "a policy but no name",
+            "name None where there is no name changes nothing",
+            CustomerPatch(name=None),
+        ),
+    ]
+    for target, scenario, body in no_changes:
+        outcome, customer_id = patch(context, scenario, target, body)
+        if outcome is not None:
+            tracker.unchanged(scenario, outcome, customer_id)
+            same = context.etags.get(customer_id)
+            etag = context.remember_etag(scenario, outcome, customer_id)
+            context.suite.check(
+                outcome.operation,
+                scenario,
+                etag == same,
+                f"the ETag went from {same!r} to {etag!r}",
+                outcome.exchange,
+            )
 
     idempotent_patch(context)
 
@@ -584,40 +628,3 @@ def authentication_and_scope(context):
     customer_id = context.ids.get("full customer, integer numbers") or UNKNOWN_ID
     outcome = activate(context, scenario, customer_id, expect=403, model=Error, role="write")
     check_error(suite, scenario, outcome, "insufficient_scope")
-
-
-# -- errors -------------------------------------------------------------------------------------
-
-
-def check_error(suite, scenario, outcome, code, params=None):
-    """The parsed error has `code`, the request id of the response and, when `params` is
-    given, a details.errors (parsed into the generated models) naming each of them."""
-    if not isinstance(outcome.parsed, Error):
-        return  # the call's own checks have reported it
-    error = outcome.parsed.error
-    problems = []
-    if not isinstance(error, ErrorObject):
-        problems.append(f"error parsed into {type(error).__name__}, expected ErrorObject")
-    else:
-        if error.code != code:
-            problems.append(f"code {error.code!r}, expected {code!r}")
-        if error.request_id != outcome.header("X-Request-Id"):
-            problems.append(
-                f"requestId {error.request_id!r}, X-Request-Id {outcome.header('X-Request-Id')!r}"
-            )
-        if params is not None:
-            problems += detail_problems(error, params)
-    suite.check(outcome.operation, scenario, not problems, "; ".join(problems), outcome.exchange)
-
-
-def detail_problems(error, params):
-    details = error.details
-    if not isinstance(details, ErrorDetails):
-        return [f"details parsed into {type(details).__name__}, expected ErrorDetails"]
-    named = {field_error.param for field_error in details.errors}
-    problems = []
-    if not params <= named:
-        problems.append(f"details.errors names {sorted(named)}, expected at least {sorted(params)}")
-    if error.param not in named:
-        problems.append(f"param {error.param!r} is not one of details.errors")
-    return problems
