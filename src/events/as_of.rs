@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
@@ -96,11 +97,23 @@ fn corrupt(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("a stored event cannot be read: {e}"))
 }
 
-/// The customer an event shows (its `data.object`), with its version.
+/// The customer an event shows (its `data.object`, the bytes as stored), with its version.
 fn object_of(event: &StoredEvent) -> Result<(Vec<u8>, Version), ApiError> {
-    let parsed: Value = serde_json::from_str(&event.body).map_err(corrupt)?;
-    let object = serde_json::to_vec(&parsed["data"]["object"]).map_err(corrupt)?;
-    Ok((object, Version::new(event.version)))
+    #[derive(Deserialize)]
+    struct Stored<'a> {
+        #[serde(borrow)]
+        data: StoredData<'a>,
+    }
+    #[derive(Deserialize)]
+    struct StoredData<'a> {
+        #[serde(borrow)]
+        object: &'a RawValue,
+    }
+    let stored: Stored = serde_json::from_str(&event.body).map_err(corrupt)?;
+    Ok((
+        stored.data.object.get().as_bytes().to_vec(),
+        Version::new(event.version),
+    ))
 }
 
 /// The customer just before an event: its `data.previous` merged into its `data.object`.
