@@ -160,9 +160,9 @@ async fn history_from_before_recording_is_given_where_known_and_refused_where_no
     let reconstructed = as_of(&app, id, &rfc3339(changed + Duration::hours(1))).await;
     assert_eq!(reconstructed.status, 200, "{}", reconstructed.text());
     assert_eq!(
-        reconstructed.json(),
+        reconstructed.text(),
         as_it_was,
-        "rebuilt from the first event"
+        "rebuilt from the first event, the same bytes"
     );
     assert_eq!(reconstructed.header("etag"), Some("\"3\""));
     as_of(&app, id, &between)
