@@ -1,6 +1,8 @@
 //! The relay: publishes committed events to NATS JetStream, in feed order, exactly once after
 //! JetStream's de-duplication (docs/events.md#publication).
 
+pub mod subject;
+
 use std::sync::Arc;
 
 use sqlx::PgPool;
