@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::configuration::{EventsSettings, IdempotencySettings};
+use crate::events::relay::PublishingStatus;
 use crate::pagination::Cursors;
 
 pub struct AppState {
@@ -15,4 +16,6 @@ pub struct AppState {
     pub cursors: Cursors,
     /// Wakes the event relay after a write commits, so that it publishes at once.
     pub relay_wake: Arc<Notify>,
+    /// Whether the relay reaches NATS, for `/readyz`.
+    pub publishing: PublishingStatus,
 }

@@ -1,23 +1,343 @@
 //! The relay: publishes committed events to NATS JetStream, in feed order, exactly once after
-//! JetStream's de-duplication (docs/events.md#publication).
+//! JetStream's de-duplication (docs/events-publication.md).
+//!
+//! A loop, woken by this instance's writes (`wake`) or every `poll_interval` (other instances'
+//! writes). Each round, while NATS is connected:
+//! 1. a transaction takes the publisher lock (`store::begin_round`; another instance holding it
+//!    means this one skips the round);
+//! 2. reads the next events after the `event_relay` position, behind the feed's gate;
+//! 3. publishes them in order and awaits JetStream's acks (`publish`);
+//! 4. moves the position over the acknowledged prefix and commits.
+//!
+//! A crash between 3 and 4 republishes those events on the next round, by whichever instance:
+//! JetStream drops them by `Nats-Msg-Id`, or the relay finds them in the stream and skips them.
+//! While NATS is unreachable the relay does not touch the database at all; events wait.
 
+mod publish;
+pub mod status;
+pub mod store;
 pub mod subject;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_nats::connection::State;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::configuration::EventsSettings;
+pub use status::{Publishing, PublishingStatus};
 
-/// Publishes until `stop` is cancelled. `wake` is notified after this instance commits events.
+use crate::configuration::EventsSettings;
+use publish::Publisher;
+
+/// The longest wait between rounds after failures (they back off from `poll_interval`).
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Publishes until `stop` is cancelled. `wake` is notified after this instance commits events;
+/// `status` tells `/readyz` whether NATS is reachable.
 pub async fn run(
     pool: PgPool,
     settings: EventsSettings,
     wake: Arc<Notify>,
+    status: PublishingStatus,
     stop: CancellationToken,
 ) {
-    let _ = (pool, settings, wake);
-    stop.cancelled().await;
+    if settings.nats_url.expose().is_empty() {
+        status.set(Publishing::Disabled);
+        stop.cancelled().await;
+        return;
+    }
+    let connected = Arc::new(Notify::new());
+    let client = match connect(&settings, &status, connected.clone()).await {
+        Ok(client) => client,
+        Err(e) => {
+            // Not the URL itself: it may hold credentials.
+            tracing::error!(error = %e, "events are not published: events.nats_url is not usable");
+            status.set(Publishing::Unreachable);
+            stop.cancelled().await;
+            return;
+        }
+    };
+    tracing::info!(stream = %settings.stream, "publishing events to NATS JetStream");
+    let mut publisher = Publisher::new(client.clone(), &settings);
+    let mut relay = Relay {
+        pool,
+        settings,
+        failures: 0,
+    };
+    loop {
+        let again = if client.connection_state() == State::Connected {
+            status.set(Publishing::Connected);
+            relay.round(&mut publisher).await
+        } else {
+            // Not a single query while NATS is away: writes go on, events wait.
+            status.set(Publishing::Unreachable);
+            publisher.forget_tail();
+            Again::Later
+        };
+        match again {
+            Again::Now => {
+                if stop.is_cancelled() {
+                    break;
+                }
+            }
+            Again::Later => {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = wake.notified() => {}
+                    _ = connected.notified() => {}
+                    _ = tokio::time::sleep(relay.settings.poll_interval) => {}
+                }
+            }
+            Again::After(backoff) => {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+    }
+    // Publications still unacknowledged are republished by the next run.
+    drop(client);
+}
+
+/// When to run the next round.
+enum Again {
+    /// There is more to publish, or the stream moved under this instance.
+    Now,
+    /// At the next wake-up or poll.
+    Later,
+    /// After a failure: no sooner than this (a wake-up does not cut it short).
+    After(Duration),
+}
+
+struct Relay {
+    pool: PgPool,
+    settings: EventsSettings,
+    /// Consecutive failed rounds, for the backoff and to log a failure once, not every round.
+    failures: u32,
+}
+
+impl Relay {
+    async fn round(&mut self, publisher: &mut Publisher) -> Again {
+        match self.try_round(publisher).await {
+            Ok(again) => {
+                if self.failures > 0 {
+                    tracing::info!("events are being published again");
+                }
+                self.failures = 0;
+                again
+            }
+            Err(e) => {
+                publisher.forget_tail();
+                self.failures += 1;
+                // The first failure in a row, then one in a hundred.
+                if self.failures % 100 == 1 {
+                    tracing::warn!(error = %format!("{e:#}"), failures = self.failures, "publishing events failed; retrying");
+                }
+                let backoff = self
+                    .settings
+                    .poll_interval
+                    .saturating_mul(1 << self.failures.min(6))
+                    .min(MAX_BACKOFF);
+                Again::After(backoff)
+            }
+        }
+    }
+
+    async fn try_round(&mut self, publisher: &mut Publisher) -> anyhow::Result<Again> {
+        let Some(mut tx) = store::begin_round(&self.pool).await? else {
+            // Another instance publishes.
+            publisher.forget_tail();
+            return Ok(Again::Later);
+        };
+        let Some(batch) = store::next_batch(&mut tx, self.settings.batch_size).await? else {
+            tx.rollback().await?;
+            return Ok(Again::Later);
+        };
+        let published = publisher.publish(&batch).await;
+        if published.through > 0 {
+            let to = batch.events[published.through - 1].position;
+            let moved = async {
+                store::advance(&mut tx, to).await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = moved {
+                // Published but not recorded: the next round republishes them (duplicates
+                // JetStream drops).
+                publisher.forget_tail();
+                return Err(anyhow::Error::new(e).context("recording the relay position failed"));
+            }
+            let fresh = published.through - published.duplicates;
+            crate::metrics::events_published(fresh as u64, published.duplicates as u64);
+            for lag in &published.lags {
+                crate::metrics::observe_publication_lag(*lag);
+            }
+        } else {
+            tx.rollback().await?;
+        }
+        match published.failure {
+            None if published.through as i64 == self.settings.batch_size => Ok(Again::Now),
+            None => Ok(Again::Later),
+            Some(failure) if failure.stale_tail => {
+                tracing::debug!(error = %format!("{:#}", failure.error), "the stream moved; reading it again");
+                Ok(Again::Now)
+            }
+            Some(failure) => Err(failure.error),
+        }
+    }
+}
+
+/// A client that connects in the background and reconnects forever. Credentials are taken out
+/// of the URL and handed to the client separately, so that nothing it logs (it logs server
+/// addresses at debug level) can show them.
+async fn connect(
+    settings: &EventsSettings,
+    status: &PublishingStatus,
+    connected: Arc<Notify>,
+) -> anyhow::Result<async_nats::Client> {
+    let servers = nats_servers(settings.nats_url.expose())?;
+    let mut options = async_nats::ConnectOptions::new()
+        .name("customers-api relay")
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .request_timeout(Some(settings.publish_timeout))
+        .reconnect_delay_callback(|attempts| {
+            // Back quickly after a short outage; at most every 2 s after a long one.
+            Duration::from_millis(100 * attempts.min(20) as u64)
+        });
+    match servers.credentials {
+        Credentials::None => {}
+        Credentials::Token(token) => options = options.token(token),
+        Credentials::UserPassword(user, password) => {
+            options = options.user_and_password(user, password)
+        }
+    }
+    let status = status.clone();
+    options = options.event_callback(move |event| {
+        let status = status.clone();
+        let connected = connected.clone();
+        async move {
+            match event {
+                async_nats::Event::Connected => {
+                    status.set(Publishing::Connected);
+                    connected.notify_one();
+                }
+                async_nats::Event::Disconnected => status.set(Publishing::Unreachable),
+                _ => {}
+            }
+        }
+    });
+    let addrs = servers
+        .urls
+        .iter()
+        .map(|url| url.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| anyhow::anyhow!("a server address is not valid"))?;
+    options
+        .connect(addrs)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot set up the NATS client: {}", e.kind()))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Credentials {
+    None,
+    Token(String),
+    UserPassword(String, String),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Servers {
+    /// Without their credentials.
+    urls: Vec<String>,
+    credentials: Credentials,
+}
+
+/// `events.nats_url`: one URL or several separated by commas; `user:password@` or `token@`
+/// in them is taken out (the first one found applies to all).
+fn nats_servers(setting: &str) -> anyhow::Result<Servers> {
+    let mut credentials = Credentials::None;
+    let mut urls = Vec::new();
+    for raw in setting.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let mut url = url::Url::parse(raw)
+            .map_err(|e| anyhow::anyhow!("events.nats_url is not a valid URL ({e})"))?;
+        if !url.has_host() {
+            anyhow::bail!("events.nats_url has no host");
+        }
+        let user = percent_decode(url.username())?;
+        let password = url.password().map(percent_decode).transpose()?;
+        if credentials == Credentials::None {
+            credentials = match (user.is_empty(), password) {
+                (true, None) => Credentials::None,
+                (false, None) => Credentials::Token(user),
+                (_, Some(password)) => Credentials::UserPassword(user, password),
+            };
+        }
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        urls.push(url.to_string());
+    }
+    if urls.is_empty() {
+        anyhow::bail!("events.nats_url holds no server");
+    }
+    Ok(Servers { urls, credentials })
+}
+
+fn percent_decode(s: &str) -> anyhow::Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| anyhow::anyhow!("events.nats_url has a malformed % escape"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| anyhow::anyhow!("events.nats_url credentials are not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_taken_out_of_the_urls() {
+        assert_eq!(
+            nats_servers("nats://127.0.0.1:4222").unwrap(),
+            Servers {
+                urls: vec!["nats://127.0.0.1:4222".into()],
+                credentials: Credentials::None
+            }
+        );
+        assert_eq!(
+            nats_servers("nats://relay:p%40ss%3Aword@nats-1:4222, tls://nats-2:4222").unwrap(),
+            Servers {
+                urls: vec!["nats://nats-1:4222".into(), "tls://nats-2:4222".into()],
+                credentials: Credentials::UserPassword("relay".into(), "p@ss:word".into())
+            }
+        );
+        assert_eq!(
+            nats_servers("nats://s3cr3t@nats:4222").unwrap().credentials,
+            Credentials::Token("s3cr3t".into())
+        );
+    }
+
+    #[test]
+    fn unusable_urls_are_refused_without_quoting_them() {
+        for bad in ["", " , ", "nats://", "nats://u:%zz@h:1", "not a url"] {
+            let e = nats_servers(bad).unwrap_err().to_string();
+            assert!(!e.contains("%zz") && !e.contains("not a url"), "{e}");
+        }
+    }
 }
