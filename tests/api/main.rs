@@ -8,6 +8,7 @@ mod auth;
 mod compat;
 mod customers;
 mod errors;
+mod events_nats;
 mod faults;
 mod hostile;
 mod idempotency;
