@@ -34,6 +34,10 @@ use publish::Publisher;
 /// The longest wait between rounds after failures (they back off from `poll_interval`).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
+/// The first wait of [`Again::Soon`]; it doubles while nothing is published, up to
+/// `poll_interval`.
+const SOON_FIRST: Duration = Duration::from_millis(10);
+
 /// Publishes until `stop` is cancelled. `wake` is notified after this instance commits events;
 /// `status` tells `/readyz` whether NATS is reachable.
 pub async fn run(
@@ -65,6 +69,8 @@ pub async fn run(
         pool,
         settings,
         failures: 0,
+        retried_stale: false,
+        soon: SOON_FIRST,
     };
     loop {
         let again = if client.connection_state() == State::Connected {
@@ -82,12 +88,16 @@ pub async fn run(
                     break;
                 }
             }
-            Again::Later => {
+            Again::Later | Again::Soon(_) => {
+                let wait = match again {
+                    Again::Soon(wait) => wait,
+                    _ => relay.settings.poll_interval,
+                };
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = wake.notified() => {}
                     _ = connected.notified() => {}
-                    _ = tokio::time::sleep(relay.settings.poll_interval) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
             Again::After(backoff) => {
@@ -108,6 +118,11 @@ enum Again {
     Now,
     /// At the next wake-up or poll.
     Later,
+    /// At the next wake-up, or after this short wait: events are held back by a transaction
+    /// that may end without waking this instance (another instance's write, a failed one, an
+    /// autovacuum ANALYZE), or another instance holds the publisher lock and its batch may have
+    /// missed this instance's latest events.
+    Soon(Duration),
     /// After a failure: no sooner than this (a wake-up does not cut it short).
     After(Duration),
 }
@@ -117,6 +132,11 @@ struct Relay {
     settings: EventsSettings,
     /// Consecutive failed rounds, for the backoff and to log a failure once, not every round.
     failures: u32,
+    /// The last round found the stream moved and the next one ran at once: do not spin if
+    /// something else keeps publishing into it.
+    retried_stale: bool,
+    /// The next wait of [`Again::Soon`].
+    soon: Duration,
 }
 
 impl Relay {
@@ -146,16 +166,28 @@ impl Relay {
         }
     }
 
+    /// A short wait, longer each time in a row that nothing could be published.
+    fn soon(&mut self) -> Again {
+        let wait = self.soon;
+        self.soon = (self.soon * 2).min(self.settings.poll_interval);
+        Again::Soon(wait.min(self.settings.poll_interval))
+    }
+
     async fn try_round(&mut self, publisher: &mut Publisher) -> anyhow::Result<Again> {
         let Some(mut tx) = store::begin_round(&self.pool).await? else {
             // Another instance publishes.
             publisher.forget_tail();
-            return Ok(Again::Later);
+            return Ok(self.soon());
         };
         let Some(batch) = store::next_batch(&mut tx, self.settings.batch_size).await? else {
             tx.rollback().await?;
+            self.soon = SOON_FIRST;
             return Ok(Again::Later);
         };
+        if batch.events.is_empty() {
+            tx.rollback().await?;
+            return Ok(self.soon());
+        }
         let published = publisher.publish(&batch).await;
         if published.through > 0 {
             let to = batch.events[published.through - 1].position;
@@ -178,10 +210,17 @@ impl Relay {
         } else {
             tx.rollback().await?;
         }
+        let stale = published.failure.as_ref().is_some_and(|f| f.stale_tail);
+        let retry_stale = stale && !self.retried_stale;
+        self.retried_stale = stale;
+        if published.through > 0 {
+            self.soon = SOON_FIRST;
+        }
         match published.failure {
-            None if published.through as i64 == self.settings.batch_size => Ok(Again::Now),
+            None if batch.events.len() as i64 == self.settings.batch_size => Ok(Again::Now),
+            None if batch.held_back => Ok(self.soon()),
             None => Ok(Again::Later),
-            Some(failure) if failure.stale_tail => {
+            Some(failure) if retry_stale => {
                 tracing::debug!(error = %format!("{:#}", failure.error), "the stream moved; reading it again");
                 Ok(Again::Now)
             }

@@ -115,8 +115,6 @@ impl Publisher {
                 }
             }
         };
-        // The app's clock to the database's, so that lag compares times of one clock.
-        let skew = batch.read_at - Utc::now();
         let mut published = Published {
             through: skip,
             duplicates: skip,
@@ -132,7 +130,7 @@ impl Publisher {
                         published.duplicates += 1;
                     } else {
                         let event = &batch.events[published.through - 1];
-                        published.lags.push(lag(event, Utc::now() + skew));
+                        published.lags.push(lag(event, Utc::now() + batch.skew));
                     }
                     last_sequence = last_sequence.max(ack.sequence);
                 }

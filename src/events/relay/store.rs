@@ -32,9 +32,14 @@ pub struct Pending {
 pub struct Batch {
     /// The `event_relay` position the batch starts after.
     pub after: FeedPosition,
+    /// The events to publish now (maybe none).
     pub events: Vec<Pending>,
-    /// The database's clock when the batch was read (lag is measured on that clock).
-    pub read_at: DateTime<Utc>,
+    /// Committed events after them wait behind the gate (a transaction older than theirs is
+    /// still running).
+    pub held_back: bool,
+    /// The database's clock minus this process's, as of the read: publication lag is measured
+    /// on the database's clock, which `recorded_at` is on.
+    pub skew: chrono::TimeDelta,
 }
 
 /// Begins a round: a transaction that holds the publisher lock, or `None` when another
@@ -68,18 +73,26 @@ pub async fn begin_round(
 
 /// The next events to publish, in feed order, behind the same gate as the feed
 /// (`events::repo::feed`): only events whose transaction, and every transaction that began
-/// before it, has ended. So the relay never passes an event that could still commit before its
-/// position, and publishes each customer's events in version order. A statement of its own,
-/// after the lock: its snapshot sees the position the previous holder committed.
+/// before it, has ended (`feed_xid` below `pg_snapshot_xmin`). So the relay never passes an
+/// event that could still commit before its position, and publishes each customer's events in
+/// version order. A statement of its own, after the lock: its snapshot sees the position the
+/// previous holder committed. `None`: nothing after the position.
+///
+/// Committed events behind the gate come after every event before it in this order, so the
+/// statement reads past the gate (without their bodies) to tell whether some are held back:
+/// their own wake-up may have come while they were held back, and no other may follow.
 pub async fn next_batch(conn: &mut PgConnection, limit: i64) -> Result<Option<Batch>, sqlx::Error> {
     let rows = sqlx::query!(
-        r#"WITH r AS MATERIALIZED (SELECT feed_xid, seq FROM event_relay WHERE id = 1)
+        r#"WITH r AS MATERIALIZED (
+                SELECT feed_xid, seq, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS gate
+                  FROM event_relay WHERE id = 1)
            SELECT (SELECT feed_xid FROM r) AS "after_xid!", (SELECT seq FROM r) AS "after_seq!",
+                  e.feed_xid < (SELECT gate FROM r) AS "visible!",
                   e.feed_xid, e.seq, e.id, e.org_id, e.mode, e.type AS kind,
-                  e.body::text AS "body!", e.recorded_at, clock_timestamp() AS "read_at!"
+                  CASE WHEN e.feed_xid < (SELECT gate FROM r) THEN e.body::text END AS body,
+                  e.recorded_at, clock_timestamp() AS "read_at!"
              FROM customer_events e
             WHERE (e.feed_xid, e.seq) > ((SELECT feed_xid FROM r), (SELECT seq FROM r))
-              AND e.feed_xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
             ORDER BY e.feed_xid, e.seq
             LIMIT $1"#,
         limit
@@ -93,10 +106,15 @@ pub async fn next_batch(conn: &mut PgConnection, limit: i64) -> Result<Option<Ba
         feed_xid: first.after_xid,
         seq: first.after_seq,
     };
-    let read_at = first.read_at;
-    let events = rows
-        .into_iter()
-        .map(|r| Pending {
+    let skew = first.read_at - Utc::now();
+    let mut held_back = false;
+    let mut events = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (true, Some(body)) = (r.visible, r.body) else {
+            held_back = true;
+            break;
+        };
+        events.push(Pending {
             position: FeedPosition {
                 feed_xid: r.feed_xid,
                 seq: r.seq,
@@ -105,14 +123,15 @@ pub async fn next_batch(conn: &mut PgConnection, limit: i64) -> Result<Option<Ba
             org: r.org_id,
             mode: r.mode,
             kind: r.kind,
-            body: r.body,
+            body,
             recorded_at: r.recorded_at,
-        })
-        .collect();
+        });
+    }
     Ok(Some(Batch {
         after,
         events,
-        read_at,
+        held_back,
+        skew,
     }))
 }
 

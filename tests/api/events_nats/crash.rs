@@ -30,9 +30,12 @@ async fn a_relay_killed_while_publishing_a_backlog_resumes_without_loss_or_dupli
     writer.run(16, EVENTS as usize, 8).await;
     assert!(writer_service.terminate().await.success());
 
-    // 2. A relay publishing it in small batches, killed once some of it is in the stream.
+    // 2. A relay publishing it in batches of 20, killed between publishing a batch and
+    //    recording its position: once a fair part is published, the test holds the
+    //    `event_relay` row, so that the relay's next position update waits after its batch was
+    //    acknowledged; that is when the SIGKILL comes.
     let mut env = stream.env(&url);
-    env.push(("CUSTOMERS_API__EVENTS__BATCH_SIZE".into(), "2".into()));
+    env.push(("CUSTOMERS_API__EVENTS__BATCH_SIZE".into(), "20".into()));
     let mut victim = Service::start_with_env(dir.path(), &database_url, "relay-victim", &env);
     let deadline = Instant::now() + Duration::from_secs(20);
     while stream.count().await < 100 {
@@ -42,15 +45,30 @@ async fn a_relay_killed_while_publishing_a_backlog_resumes_without_loss_or_dupli
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    let mut hold = db.begin().await.expect("a transaction");
+    sqlx::query("SELECT 1 FROM event_relay WHERE id = 1 FOR UPDATE")
+        .execute(&mut *hold)
+        .await
+        .expect("the relay's row held");
+    loop {
+        let (_, _, recorded) = relay_position(&db).await;
+        if stream.count().await as i64 > recorded {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not publish another batch"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     victim.sigkill().await;
+    hold.rollback().await.expect("the row released");
     let in_stream = stream.count().await;
     let (_, _, recorded) = relay_position(&db).await;
-    assert!(
-        in_stream < EVENTS,
-        "the relay had published everything before it was killed"
-    );
-    // Published but not recorded: what the next run publishes again.
+    assert!(in_stream < EVENTS, "the relay had published everything");
+    // Published but not recorded: what the next run would publish again.
     let unrecorded = in_stream as i64 - recorded;
+    assert!(unrecorded > 0);
 
     // 3. Restarted: it resumes where the position says.
     let mut restarted = Service::start_with_env(
@@ -85,6 +103,9 @@ async fn a_relay_killed_while_publishing_a_backlog_resumes_without_loss_or_dupli
          {resumed:?}, {} messages in the stream, none twice",
         stream.count().await
     );
+    // It found them in the stream (its last message was one of them) and skipped them.
+    let skipped = reader.metric("events_published_duplicates_total").await;
+    assert_eq!(skipped, Some(unrecorded as f64));
     assert!(restarted.terminate().await.success());
     stream.delete().await;
 }

@@ -13,6 +13,10 @@ async fn a_consumer_receives_every_event_of_1000_concurrent_writes_as_the_feed_s
     let app = spawn_app_with(|settings| {
         stream.configure(settings, &url);
         settings.rate_limit.enabled = false;
+        // Longer than the test: every event must be published because its commit woke the
+        // relay (or the relay looked again soon after finding events held back), not because a
+        // poll came round.
+        settings.events.poll_interval = Duration::from_secs(60);
     })
     .await;
     let main = Writer::new(&app.address, ORG);
@@ -47,7 +51,5 @@ async fn a_consumer_receives_every_event_of_1000_concurrent_writes_as_the_feed_s
         "1000 writes in {written:?}, all delivered after {delivered:?}; \
          publication lag p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
     );
-    // The relay reacts to this instance's commits at once, not at the next poll.
-    assert!(p99 < 1000.0, "publication lag p99 {p99} ms");
     stream.delete().await;
 }
