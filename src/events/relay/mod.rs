@@ -262,10 +262,14 @@ async fn connect(
         async move {
             match event {
                 async_nats::Event::Connected => {
+                    tracing::info!("connected to NATS; publishing events");
                     status.set(Publishing::Connected);
                     connected.notify_one();
                 }
-                async_nats::Event::Disconnected => status.set(Publishing::Unreachable),
+                async_nats::Event::Disconnected => {
+                    tracing::warn!("lost the connection to NATS; events wait in the database");
+                    status.set(Publishing::Unreachable);
+                }
                 _ => {}
             }
         }
