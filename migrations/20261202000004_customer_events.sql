@@ -31,11 +31,15 @@ CREATE TABLE customer_events (
     PRIMARY KEY (org_id, mode, customer_id, version)
 );
 
--- The tenant's feed, oldest first, by keyset on the feed position.
-CREATE INDEX customer_events_feed ON customer_events (org_id, mode, feed_xid, seq);
+-- The tenant's feed, oldest first, by keyset on the feed position. Partial on a condition that
+-- only the feed's own statements state (seq > 0 holds for every row), so that a statement about
+-- one customer can never be planned on it: without statistics (after a bulk load or a restore)
+-- PostgreSQL would otherwise read a customer's events by scanning the whole tenant's feed.
+CREATE INDEX customer_events_feed ON customer_events (org_id, mode, feed_xid, seq)
+    WHERE seq > 0;
 
--- The relay publishes every tenant's events in feed order.
-CREATE INDEX customer_events_relay ON customer_events (feed_xid, seq);
+-- The relay publishes every tenant's events in feed order (partial for the same reason).
+CREATE INDEX customer_events_relay ON customer_events (feed_xid, seq) WHERE seq > 0;
 
 -- The feed position of the customer's latest event: the next event's feed_xid is at least this.
 ALTER TABLE customers ADD COLUMN event_xid bigint NOT NULL DEFAULT 0;

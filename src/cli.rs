@@ -87,7 +87,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Serve => {
             telemetry::init(settings.log.format, &settings.log.level);
             match Application::build(settings).await {
-                Ok(app) => app.run_until_stopped().await,
+                Ok(app) => app.run_until_signalled().await,
                 Err(e) => Err(e),
             }
         }

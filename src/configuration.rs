@@ -96,6 +96,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub log: LogSettings,
     pub events: EventsSettings,
+    pub cache: CacheSettings,
 }
 
 fn default_profile() -> Profile {
@@ -174,6 +175,13 @@ pub struct RateLimitSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+pub struct CacheSettings {
+    /// How many customers each instance remembers as the guess of a write's current version
+    /// (customers::recent); 0 turns it off.
+    pub customers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 pub struct EventsSettings {
     /// NATS server to publish events to (`nats://host:4222`); empty: no publishing (the feed and
     /// the history still work).
@@ -224,10 +232,12 @@ impl Settings {
         };
         let dir = std::env::var("CONFIG_DIR").unwrap_or_else(|_| "config".into());
         let dir = PathBuf::from(dir);
+        // Defaults, then the profile, each with the directory's copy over the compiled-in one: a
+        // `config/default.toml` beside the binary must not undo what the profile sets.
         let mut builder = Config::builder()
             .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
-            .add_source(File::from_str(profile_toml, FileFormat::Toml))
             .add_source(File::from(dir.join("default.toml")).required(false))
+            .add_source(File::from_str(profile_toml, FileFormat::Toml))
             .add_source(File::from(dir.join(format!("{}.toml", profile.name()))).required(false))
             .add_source(
                 Environment::with_prefix("CUSTOMERS_API")
@@ -302,6 +312,11 @@ impl Settings {
                 "database.url (DATABASE_URL)",
                 "must be a postgres:// or postgresql:// URL",
             ));
+        }
+        if !url.is_empty() {
+            // One host or several (`h1:5432,h2:5432`); the message never repeats the URL.
+            crate::db::Hosts::parse(url)
+                .map_err(|e| ConfigError::invalid("database.url (DATABASE_URL)", e.to_string()))?;
         }
         if !(1..=100_000).contains(&self.idempotency.sweep_batch) {
             return Err(ConfigError::invalid(

@@ -3,8 +3,6 @@
 //! (400 `invalid_request`), each answered with the API's envelope.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -25,9 +23,18 @@ pub struct JsonObject {
     pub raw: actix_web::web::Bytes,
 }
 
-impl FromRequest for JsonObject {
+/// The body of a write route, not read yet: a handler reads it with [`JsonBody::read`] after it
+/// has checked the caller's scope, so that a caller without the scope gets 403 whatever it
+/// sent.
+pub struct JsonBody {
+    declared_too_large: bool,
+    content_type_ok: Option<bool>,
+    payload: Payload,
+}
+
+impl FromRequest for JsonBody {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let declared_too_large = req
@@ -41,42 +48,55 @@ impl FromRequest for JsonObject {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(is_json_content_type);
-        let mut payload = payload.take();
-        Box::pin(async move {
-            if declared_too_large {
+        std::future::ready(Ok(JsonBody {
+            declared_too_large,
+            content_type_ok,
+            payload: payload.take(),
+        }))
+    }
+}
+
+impl JsonBody {
+    /// Reads and parses the body: 413 past the limit, 415 for another content type, 400 for
+    /// anything but one strict JSON object.
+    pub async fn read(self) -> Result<JsonObject, ApiError> {
+        let JsonBody {
+            declared_too_large,
+            content_type_ok,
+            mut payload,
+        } = self;
+        if declared_too_large {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::InvalidRequest(format!("cannot read the body: {e}")))?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(ApiError::PayloadTooLarge);
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|e| ApiError::InvalidRequest(format!("cannot read the body: {e}")))?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::PayloadTooLarge);
-                }
-                body.extend_from_slice(&chunk);
-            }
-            if body.is_empty() {
-                return Ok(JsonObject {
-                    object: Map::new(),
-                    raw: Default::default(),
-                });
-            }
-            if content_type_ok != Some(true) {
-                return Err(ApiError::UnsupportedMediaType(
-                    "the body must be sent as application/json or application/merge-patch+json"
-                        .into(),
-                ));
-            }
-            match parse_strict(&body)? {
-                Value::Object(object) => Ok(JsonObject {
-                    object,
-                    raw: body.into(),
-                }),
-                _ => Err(ApiError::InvalidRequest(
-                    "the request body must be a JSON object".into(),
-                )),
-            }
-        })
+            body.extend_from_slice(&chunk);
+        }
+        if body.is_empty() {
+            return Ok(JsonObject {
+                object: Map::new(),
+                raw: Default::default(),
+            });
+        }
+        if content_type_ok != Some(true) {
+            return Err(ApiError::UnsupportedMediaType(
+                "the body must be sent as application/json or application/merge-patch+json".into(),
+            ));
+        }
+        match parse_strict(&body)? {
+            Value::Object(object) => Ok(JsonObject {
+                object,
+                raw: body.into(),
+            }),
+            _ => Err(ApiError::InvalidRequest(
+                "the request body must be a JSON object".into(),
+            )),
+        }
     }
 }
 

@@ -45,14 +45,27 @@ pub async fn middleware(
     // Everything logged while serving the request (an internal error deep in a write, say)
     // carries its id.
     let span = tracing::info_span!("request", request_id = %request_id);
-    let served = request_id::scope(request_id.clone(), async move {
+    let method = req.method().clone();
+    let served = request_id::scope(request_id.clone(), async {
         match next.call(req).await {
             Ok(response) => Ok(envelope_framework_errors(response.map_into_boxed_body())),
-            // Errors that escape as Err are rendered here, inside the request's scope, so
-            // that they carry the envelope and the id too.
+            // Errors that escape as Err (the request's time bound, say) are rendered here,
+            // inside the request's scope, so that they carry the envelope and the id too, and
+            // are logged and counted like any answer.
             Err(e) => {
                 let api = api_error_for_status(e.as_response_error().status_code());
-                let res = api.error_response();
+                let mut res = api.error_response();
+                if let Ok(value) = HeaderValue::from_str(&request_id) {
+                    res.headers_mut().insert(REQUEST_ID_HEADER, value);
+                }
+                let line = LogLine {
+                    method: method.as_str(),
+                    route: "unanswered",
+                    status: res.status().as_u16(),
+                    request_id: &request_id,
+                    tenant: String::new(),
+                };
+                line.write(started);
                 Err(actix_web::error::InternalError::from_response(e.to_string(), res).into())
             }
         }
@@ -135,26 +148,47 @@ fn log_request(response: &ServiceResponse<BoxBody>, request_id: &str, started: I
             std::borrow::Cow::Owned,
         ),
     };
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed().as_secs_f64();
-    crate::metrics::observe_request(&route, req.method().as_str(), status, elapsed);
-    if !tracing::enabled!(target: "http", tracing::Level::INFO) {
-        return;
-    }
     let tenant = req
         .extensions()
         .get::<Tenant>()
         .map(|t| format!("{}/{}", t.org, t.mode.as_str()))
         .unwrap_or_default();
-    let latency_ms = elapsed * 1000.0;
-    tracing::info!(
-        target: "http",
-        method = %req.method(),
-        route = %route,
-        status,
-        latency_ms = format_args!("{latency_ms:.2}"),
+    let line = LogLine {
+        method: req.method().as_str(),
+        route: &route,
+        status: response.status().as_u16(),
         request_id,
-        tenant = %tenant,
-        "request"
-    );
+        tenant,
+    };
+    line.write(started);
+}
+
+struct LogLine<'a> {
+    method: &'a str,
+    route: &'a str,
+    status: u16,
+    request_id: &'a str,
+    tenant: String,
+}
+
+impl LogLine<'_> {
+    /// Counts the request in the metrics and writes its log line.
+    fn write(&self, started: Instant) {
+        let elapsed = started.elapsed().as_secs_f64();
+        crate::metrics::observe_request(self.route, self.method, self.status, elapsed);
+        if !tracing::enabled!(target: "http", tracing::Level::INFO) {
+            return;
+        }
+        let latency_ms = elapsed * 1000.0;
+        tracing::info!(
+            target: "http",
+            method = %self.method,
+            route = %self.route,
+            status = self.status,
+            latency_ms = format_args!("{latency_ms:.2}"),
+            request_id = self.request_id,
+            tenant = %self.tenant,
+            "request"
+        );
+    }
 }

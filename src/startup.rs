@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Gatekeeper, KeyRing};
 use crate::configuration::Settings;
+use crate::customers::recent::Recent;
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::openapi::OpenApiDocument;
@@ -31,36 +32,57 @@ pub struct Application {
     sweeper: tokio::task::JoinHandle<()>,
     relay: tokio::task::JoinHandle<()>,
     private_postgres: Option<PrivatePostgres>,
+    monitor: Option<db::monitor::Monitor>,
 }
 
-/// Where the database is: `DATABASE_URL`, or a private server started here.
+/// Where the database is: `DATABASE_URL`, or a private server started here. The options are
+/// those of the host selected among the URL's hosts (see [`database_hosts`]).
 pub async fn database(
     settings: &Settings,
 ) -> anyhow::Result<(PgConnectOptions, Option<PrivatePostgres>)> {
+    let (hosts, server) = database_hosts(settings).await?;
+    Ok((hosts.selected().clone(), server))
+}
+
+/// The hosts of `DATABASE_URL` (one or several), with the first acceptable one selected when
+/// one answers now (else the first), or the private server started here.
+pub async fn database_hosts(
+    settings: &Settings,
+) -> anyhow::Result<(db::Hosts, Option<PrivatePostgres>)> {
     let url = settings.database.url.expose();
     if !url.is_empty() {
-        let options = url
-            .parse::<PgConnectOptions>()
-            .context("database.url (DATABASE_URL) is not a valid PostgreSQL URL")?;
-        return Ok((options, None));
+        let mut hosts = db::Hosts::parse(url)
+            .map_err(|e| anyhow::anyhow!("database.url (DATABASE_URL) {e}"))?;
+        if hosts.len() > 1 || hosts.read_write() {
+            if let Some((index, conn)) = hosts.select().await {
+                use sqlx::Connection;
+                conn.close().await.ok();
+                tracing::info!(host = hosts.label(index), "database host selected");
+            } else {
+                tracing::warn!("no database host is acceptable now; starting with the first");
+            }
+        }
+        return Ok((hosts, None));
     }
     let data_dir = settings.database.data_dir.clone();
     let server =
         tokio::task::spawn_blocking(move || PrivatePostgres::start(&data_dir, Durability::Durable))
             .await
             .context("the PostgreSQL start-up task failed")??;
-    Ok((server.connect_options(), Some(server)))
+    Ok((db::Hosts::single(server.connect_options()), Some(server)))
 }
 
 impl Application {
     /// Resolves the database (starting a private one when no URL is configured), migrates and
     /// binds the listener.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let (options, private_postgres) = database(&settings).await?;
-        let pool = db::pool(options, &settings.database);
-        match Self::build_with_pool(settings, pool).await {
+        let (hosts, private_postgres) = database_hosts(&settings).await?;
+        let hosts = hosts.map_options(|o| db::connection_options(o, &settings.database));
+        let pool = db::pool_for(&hosts, &settings.database);
+        match Self::build_with_pool(settings, pool.clone()).await {
             Ok(mut app) => {
                 app.private_postgres = private_postgres;
+                app.monitor = Some(db::monitor::Monitor::spawn(pool, hosts));
                 Ok(app)
             }
             Err(e) => {
@@ -100,11 +122,17 @@ impl Application {
             cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
             relay_wake: relay_wake.clone(),
             publishing: publishing.clone(),
+            recent: Recent::new(settings.cache.customers),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
         let gate_for_tasks = gate.clone();
+        let bound = db::deadline::bound(&settings.database);
         let mut server = HttpServer::new(move || {
             App::new()
+                // Inside the request context, so that its 503 carries the request id.
+                .wrap(middleware::from_fn(move |req, next| {
+                    db::deadline::limit(bound, req, next)
+                }))
                 .wrap(middleware::from_fn(request_context::middleware))
                 .app_data(state.clone())
                 .app_data(gate.clone())
@@ -118,6 +146,9 @@ impl Application {
                 }))
         })
         .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
+        // actix stops at once on SIGINT; both signals get the graceful stop instead
+        // (`run_until_signalled`), and a server inside tests reacts to none.
+        .disable_signals()
         .listen(listener)?;
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
@@ -151,6 +182,7 @@ impl Application {
             sweeper,
             relay,
             private_postgres: None,
+            monitor: None,
         })
     }
 
@@ -158,8 +190,24 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM/SIGINT (actix stops accepting and lets in-flight requests finish
-    /// within `server.shutdown_timeout`), then stops the background tasks, closes the pool and
+    /// Serves until SIGTERM or SIGINT, then stops gracefully: no new connections, requests in
+    /// flight finish within `server.shutdown_timeout` (see [`Application::run_until_stopped`]).
+    pub async fn run_until_signalled(self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let handle = self.server.handle();
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            }
+            handle.stop(true).await;
+        });
+        self.run_until_stopped().await
+    }
+
+    /// Serves until the server is stopped, then stops the background tasks, closes the pool and
     /// stops the private PostgreSQL if this process started it.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await;
@@ -167,6 +215,9 @@ impl Application {
         self.stop_background.cancel();
         let _ = self.sweeper.await;
         let _ = self.relay.await;
+        if let Some(monitor) = self.monitor {
+            monitor.stop().await;
+        }
         self.pool.close().await;
         if let Some(server) = self.private_postgres {
             tokio::task::spawn_blocking(move || server.stop()).await?;

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::configuration::{EventsSettings, IdempotencySettings};
+use crate::customers::recent::Recent;
 use crate::events::relay::PublishingStatus;
 use crate::pagination::Cursors;
 
@@ -18,4 +19,6 @@ pub struct AppState {
     pub relay_wake: Arc<Notify>,
     /// Whether the relay reaches NATS, for `/readyz`.
     pub publishing: PublishingStatus,
+    /// Customers this instance saw lately: a write's guess of the current version.
+    pub recent: Recent,
 }

@@ -21,7 +21,7 @@ use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
 use crate::events::{self, Origin};
 use crate::idempotency::{Begun, KeyedRequest, Reply, Write};
-use crate::json_body::JsonObject;
+use crate::json_body::JsonBody;
 use crate::state::AppState;
 use crate::tenant::Tenant;
 
@@ -44,18 +44,18 @@ struct CustomerPath {
 pub async fn create(
     req: HttpRequest,
     caller: Caller,
-    body: JsonObject,
+    body: JsonBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?;
-    let body = input::canonical_body(body);
+    let body = input::canonical_body(body.read().await?);
     let keyed = KeyedRequest::from_headers(req.headers(), &Method::POST, req.path(), Some(&body))?;
     let mut write = match Write::begin(&state.pool, &state.idempotency, tenant, keyed).await? {
         Begun::Fresh(write, ()) => write,
         Begun::Replay(response) => return Ok(response),
     };
     let origin = origin(&caller, &state, write.key());
-    let outcome = service::create(&mut write, &origin, &body).await;
+    let outcome = service::create(&mut write, &origin, &state.recent, &body).await;
     finished(&state, write.finish(outcome).await)
 }
 
@@ -90,7 +90,10 @@ pub async fn retrieve(
         .await?
         .ok_or_else(ApiError::not_found)?;
     let (body, version) = match as_of {
-        None => (customer.to_json(), customer.version),
+        None => {
+            state.recent.remember(tenant, &customer);
+            (customer.to_json(), customer.version)
+        }
         Some(at) => events::as_of::customer_as_of(&mut conn, tenant, &id, &customer, at).await?,
     };
     Ok(HttpResponse::Ok()
@@ -137,12 +140,12 @@ pub async fn update(
     req: HttpRequest,
     caller: Caller,
     id: web::Path<String>,
-    body: JsonObject,
+    body: JsonBody,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?;
-    let body = input::canonical_body(body);
-    let update = async |write: &mut Write, target, origin: &Origin| {
+    let body = input::canonical_body(body.read().await?);
+    let update = async |write: &mut Write, target: Target<'_>, origin: &Origin| {
         service::update(write, target, origin, &body).await
     };
     write_one(&req, &state, &caller, tenant, &id, Some(&body), update).await
@@ -189,7 +192,7 @@ async fn write_one(
     tenant: &Tenant,
     id: &str,
     body: Option<&Map<String, Value>>,
-    change: impl AsyncFnOnce(&mut Write, Target, &Origin) -> Result<Reply, ApiError>,
+    change: impl AsyncFnOnce(&mut Write, Target<'_>, &Origin) -> Result<Reply, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let (mut write, target) = match begin_one(req, state, tenant, id, body).await? {
         Begun::Fresh(write, target) => (write, target),
@@ -224,13 +227,13 @@ fn origin(caller: &Caller, state: &AppState, key: Option<&str>) -> Origin {
 /// Begins a write of one customer: the request's `Idempotency-Key` (with the fingerprint of
 /// `body`), `If-Match` and id. With a key, the claim also reads the customer (when its id can
 /// exist), saving a round trip.
-async fn begin_one(
+async fn begin_one<'s>(
     req: &HttpRequest,
-    state: &AppState,
+    state: &'s AppState,
     tenant: &Tenant,
     id: &str,
     body: Option<&Map<String, Value>>,
-) -> Result<Begun<Target>, ApiError> {
+) -> Result<Begun<Target<'s>>, ApiError> {
     let keyed = KeyedRequest::from_headers(req.headers(), req.method(), req.path(), body)?;
     let if_match = IfMatch::from_headers(req.headers())?;
     let id = CustomerId::parse(id);
@@ -243,7 +246,24 @@ async fn begin_one(
         },
     };
     Ok(match begun {
-        Begun::Fresh(write, hint) => Begun::Fresh(write, Target { id, hint, if_match }),
+        Begun::Fresh(write, hint) => {
+            // Without a key nothing was read with a claim: what this instance remembers of the
+            // customer stands in, saving the read when it is still current.
+            let hint = hint.or_else(|| {
+                let id = id.as_ref()?;
+                Some(Some(state.recent.recall(tenant, id)?))
+            });
+            let recent = &state.recent;
+            Begun::Fresh(
+                write,
+                Target {
+                    id,
+                    hint,
+                    if_match,
+                    recent,
+                },
+            )
+        }
         Begun::Replay(response) => Begun::Replay(response),
     })
 }

@@ -20,6 +20,7 @@ pub mod integers;
 pub mod list;
 pub mod model;
 pub mod patch;
+pub mod recent;
 mod repo;
 pub mod service;
 pub mod validation;

@@ -210,9 +210,11 @@ pub async fn insert(
     })
 }
 
-/// Compare-and-set: writes `next` only if the customer is still at version `expected` (and not
-/// deleted: a deleted customer never changes), with the change's event and the reply of a
-/// keyed request in the same statement. Not written means someone else changed it in between;
+/// Compare-and-set: writes `next` only if the customer is still at version `expected` (the
+/// service never makes a next version of a deleted customer, and the version proves it has not
+/// been deleted since it was read), with the change's event and the reply of a keyed request in
+/// the same statement. The statement states no status condition: one would let it be planned
+/// on the listing index of live customers (see migration 5). Not written means someone else changed it in between;
 /// the caller reads again.
 pub async fn update(
     conn: &mut PgConnection,
@@ -231,7 +233,6 @@ pub async fn update(
           WHERE org_id = $1 AND mode = $2
             AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
             AND id = $11 AND version = $12
-            AND status <> 'deleted'
          RETURNING id, version, updated_at, event_xid",
         next.id.as_str(),
         expected.get(),

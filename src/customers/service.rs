@@ -12,6 +12,7 @@ use super::domain::{CustomerId, CustomerStatus, IfMatch};
 use super::input::BodyKind;
 use super::model::Customer;
 use super::patch::{self, Outcome};
+use super::recent::Recent;
 use super::repo;
 use crate::error::ApiError;
 use crate::events::{EventRecord, EventType, Origin};
@@ -31,6 +32,7 @@ pub fn now() -> DateTime<Utc> {
 pub async fn create(
     write: &mut Write,
     origin: &Origin,
+    recent: &Recent,
     body: &Map<String, Value>,
 ) -> Result<Reply, ApiError> {
     let (kind, values) = patch::new_customer(body)?;
@@ -45,24 +47,27 @@ pub async fn create(
     if written.saved {
         write.saved(&reply);
     }
+    recent.remember(write.tenant(), &customer);
     Ok(reply)
 }
 
 /// The customer a write of one customer is about, as the request names it.
-pub struct Target {
+pub struct Target<'a> {
     /// `None` for an id that cannot exist (answered 404 without a query).
     pub id: Option<CustomerId>,
-    /// What the claim of the request's idempotency key read along with it, if it did (see
-    /// [`change`]).
+    /// A guess of the customer as it is (see [`change`]): what the claim of the request's
+    /// idempotency key read along with it, or what this instance remembers of it.
     pub hint: Option<Option<Customer>>,
     pub if_match: IfMatch,
+    /// Customers this instance saw lately; the write adds what it reads and writes.
+    pub recent: &'a Recent,
 }
 
 /// `PATCH /v1/customers/{id}`: the body merged into the stored customer (RFC 7396), the result
 /// validated as a whole; a patch that changes nothing writes nothing.
 pub async fn update(
     write: &mut Write,
-    target: Target,
+    target: Target<'_>,
     origin: &Origin,
     body: &Map<String, Value>,
 ) -> Result<Reply, ApiError> {
@@ -83,7 +88,11 @@ pub async fn update(
 }
 
 /// `DELETE /v1/customers/{id}`: a soft delete; a deleted customer is answered as it is.
-pub async fn delete(write: &mut Write, target: Target, origin: &Origin) -> Result<Reply, ApiError> {
+pub async fn delete(
+    write: &mut Write,
+    target: Target<'_>,
+    origin: &Origin,
+) -> Result<Reply, ApiError> {
     change(write, target, origin, EventType::Deleted, |current| {
         Ok((!current.is_deleted())
             .then(|| current.next_version(now(), |next| next.status = CustomerStatus::Deleted)))
@@ -95,7 +104,7 @@ pub async fn delete(write: &mut Write, target: Target, origin: &Origin) -> Resul
 /// is, a deleted one stays deleted (409).
 pub async fn activate(
     write: &mut Write,
-    target: Target,
+    target: Target<'_>,
     origin: &Origin,
 ) -> Result<Reply, ApiError> {
     change(
@@ -123,12 +132,13 @@ pub async fn activate(
 /// always makes progress. The order of the answers is 404, then 412, then `decide`'s. A write
 /// records its event (`kind`) in its own statement; an answer that writes nothing records none.
 ///
-/// The target's hint is what the claim of the request's idempotency key read in its own
-/// statement: possibly from before a wait on the key, so only a write that wins its
-/// compare-and-set relies on it; any other answer is given from a fresh read.
+/// The target's hint — what the claim of the request's idempotency key read in its own
+/// statement (possibly from before a wait on the key), or what this instance remembers of the
+/// customer (possibly older than another instance's write) — is only a guess: a write that wins
+/// its compare-and-set relies on it, and any other answer is given from a fresh read.
 async fn change(
     write: &mut Write,
-    target: Target,
+    target: Target<'_>,
     origin: &Origin,
     kind: EventType,
     decide: impl Fn(&Customer) -> Result<Option<Customer>, ApiError>,
@@ -137,6 +147,7 @@ async fn change(
         id,
         mut hint,
         if_match,
+        recent,
     } = target;
     let id = id.ok_or_else(ApiError::not_found)?;
     let decide = |current: &Customer| {
@@ -148,7 +159,13 @@ async fn change(
     for _ in 0..OPTIMISTIC_ROUNDS {
         let (current, fresh) = match hint.take() {
             Some(read) => (read, false),
-            None => (repo::find(write.conn(), &tenant, &id).await?, true),
+            None => {
+                let read = repo::find(write.conn(), &tenant, &id).await?;
+                if let Some(read) = &read {
+                    recent.remember(&tenant, read);
+                }
+                (read, true)
+            }
         };
         let decided = current
             .ok_or_else(ApiError::not_found)
@@ -172,6 +189,7 @@ async fn change(
             write.saved(&reply);
         }
         if written.written {
+            recent.remember(&tenant, &next);
             return Ok(reply);
         }
     }
@@ -199,6 +217,7 @@ async fn change(
     if written.saved {
         write.saved(&reply);
     }
+    recent.remember(&tenant, &next);
     Ok(reply)
 }
 

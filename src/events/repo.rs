@@ -174,7 +174,7 @@ pub async fn feed(
                  FROM customer_events
                 WHERE org_id = $1 AND mode = $2
                   AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-                  AND (feed_xid, seq) > ($3, $4)
+                  AND (feed_xid, seq) > ($3, $4) AND seq > 0
                   AND feed_xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
                   AND ($5::text IS NULL OR type = $5)
                 ORDER BY feed_xid, seq

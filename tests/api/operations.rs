@@ -301,7 +301,7 @@ fn the_dockerfile_builds_offline_and_runs_unprivileged() {
         "SQLX_OFFLINE=true",
         "COPY .sqlx ./.sqlx",
         "COPY migrations ./migrations",
-        "USER app",
+        "USER 10001",
         "HEALTHCHECK",
         "/readyz",
     ] {

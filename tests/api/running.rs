@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::support::*;
@@ -134,6 +135,16 @@ fn the_token_command_mints_a_verifiable_token() {
 /// SIGTERM while a request is in flight: it completes, new connections are refused, exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_request_in_flight_finish() {
+    a_signal_lets_the_request_in_flight_finish(Signal::SIGTERM).await;
+}
+
+/// The same for SIGINT (Ctrl-C), which actix alone would answer with an immediate stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_lets_the_request_in_flight_finish() {
+    a_signal_lets_the_request_in_flight_finish(Signal::SIGINT).await;
+}
+
+async fn a_signal_lets_the_request_in_flight_finish(signal: Signal) {
     let app = spawn_app().await; // only for its database and a customer in it
     let id = app.create_id(json!({})).await;
     let dir = tempfile::tempdir().unwrap();
@@ -154,7 +165,7 @@ async fn sigterm_lets_the_request_in_flight_finish() {
             .send(),
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    service.sigterm();
+    service.signal(signal);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // No new connections once stopping.
     let refused = reqwest::Client::new()
@@ -249,4 +260,39 @@ async fn logs_are_json_lines_without_personal_data() {
     assert_eq!(request_line["status"], 201);
     assert_eq!(request_line["tenant"], "org_a/test");
     assert!(request_line["latency_ms"].is_string() || request_line["latency_ms"].is_number());
+}
+
+/// Files in the configuration directory lie over the compiled-in ones in order — defaults,
+/// directory defaults, profile, directory profile — so a `config/default.toml` beside the binary
+/// does not undo the production profile (here: its JSON logs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_default_does_not_undo_the_profile() {
+    let app = spawn_app().await; // for its database
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    std::fs::write(config.join("default.toml"), "[log]\nformat = \"text\"\n").unwrap();
+    std::fs::write(
+        config.join("production.toml"),
+        "[auth]\nsigning_kid = \"prod\"\n\n[[auth.keys]]\nkid = \"prod\"\nalg = \"HS256\"\n\
+         secret = \"a-production-secret-of-thirty-two-bytes\"\n\n\
+         [pagination]\ncursor_secret = \"a-production-cursor-secret-of-32-bytes\"\n",
+    )
+    .unwrap();
+    let log_path = dir.path().join("service.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let url = database_url(&app.db_options);
+    let mut service = spawn_in(dir.path(), |cmd| {
+        cmd.env("DATABASE_URL", &url)
+            .env("APP_ENV", "production")
+            .env("HOST", "127.0.0.1")
+            .stdout(log);
+    });
+    service.wait_ready(&reqwest::Client::new()).await;
+    assert!(service.terminate().await.success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let first = text.lines().next().expect("a log line");
+    let line: serde_json::Value = serde_json::from_str(first)
+        .unwrap_or_else(|e| panic!("the production profile logs JSON ({e}): {first}"));
+    assert!(line["timestamp"].is_string());
 }

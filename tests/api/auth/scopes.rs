@@ -161,3 +161,36 @@ async fn scopes_are_read_from_a_space_separated_list() {
     }
     assert_eq!(app.count_customers().await, 2);
 }
+
+/// The scope is checked before the body is read: a caller without it learns nothing about its
+/// body (no 400, 413 or 415), only that it may not write.
+#[tokio::test]
+async fn a_missing_scope_is_answered_before_the_body_is_looked_at() {
+    let app = spawn_app().await;
+    let id = app.create_id(json!({})).await;
+    let read_only = token(ORG, "test", READ);
+    for (method, path) in [
+        (Method::POST, "/v1/customers".to_owned()),
+        (Method::PATCH, format!("/v1/customers/{id}")),
+    ] {
+        for (content_type, body) in [
+            ("text/plain", "hello".to_owned()),
+            ("application/json", "{not json".to_owned()),
+            ("application/json", "x".repeat(70 * 1024)),
+            (
+                "application/json",
+                r#"{"policy": {"limits": {"perDay": -1}}}"#.to_owned(),
+            ),
+        ] {
+            let response = app
+                .request_as(method.clone(), &path, &read_only)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            error_body(response, 403, "insufficient_scope").await;
+        }
+    }
+    assert_eq!(app.count_customers().await, 1);
+}

@@ -58,7 +58,7 @@ proptest! {
     fn apply_is_the_reference_merge_then_validation(current in customer(), patch in patch()) {
         prop_assert_eq!(&normalize_ref(current.clone()), &current, "generated documents are canonical");
         let expected = normalize_ref(merge_ref(&current, &patch));
-        // The library's normalisation agrees with the README's rule.
+        // The library's normalisation agrees with the rule of docs/api-rules.md.
         let mut normalized = merge_ref(&current, &patch);
         normalize(&mut normalized);
         prop_assert_eq!(&normalized, &expected);

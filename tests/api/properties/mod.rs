@@ -38,7 +38,7 @@ use reference::*;
 const CASES: u32 = 256;
 
 /// serde_json's recursion limit: 127 nested arrays or objects parse, the 128th level is refused.
-/// (The README words it as "deeper than 128 levels"; the boundary is one lower.)
+/// (docs/api-rules.md words it as "128 levels or more"; 127 parse.)
 const MAX_DEPTH: usize = 127;
 
 fn config() -> Config {

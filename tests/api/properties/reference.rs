@@ -23,7 +23,7 @@ pub(super) fn merge_ref(target: &Value, patch: &Value) -> Value {
     Value::Object(target)
 }
 
-/// The README's canonical form: empty `name`, `policy` and `policy.limits` mean "not set";
+/// The canonical form (docs/api-rules.md): empty `name`, `policy` and `policy.limits` mean "not set";
 /// `metadata` is always an object.
 pub(super) fn normalize_ref(mut doc: Value) -> Value {
     let map = doc.as_object_mut().expect("a document is an object");

@@ -1,8 +1,11 @@
 //! The databases of the tests.
 //!
-//! The database server is `DATABASE_URL` when set, else a private PostgreSQL under
-//! `target/test-postgres` started (or reused) from the installed server programs. Each test gets
-//! its own database, cloned from a migrated template, so tests run in parallel.
+//! The database server is chosen by `TEST_DATABASE` ([`Way`]): `url` (`DATABASE_URL`),
+//! `private` (a PostgreSQL under `target/test-postgres` started, or reused, from the installed
+//! server programs) or `container` (a `postgres:15` container, with testcontainers). Unset: the
+//! first of those three that is there. The way a run used is written to
+//! `target/test-database.txt`. Each test gets its own database, cloned from a migrated template,
+//! so tests run in parallel.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -47,10 +50,107 @@ fn database_url_env() -> Option<String> {
         .filter(|url| !url.is_empty())
 }
 
+/// How the tests reach a PostgreSQL server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// `DATABASE_URL`.
+    Url,
+    /// A private server from the installed PostgreSQL server programs.
+    Private,
+    /// A `postgres:15` container started with testcontainers.
+    Container,
+}
+
+impl Way {
+    fn chosen() -> anyhow::Result<Way> {
+        match std::env::var("TEST_DATABASE").as_deref() {
+            Ok("url") => Ok(Way::Url),
+            Ok("private") => Ok(Way::Private),
+            Ok("container") => Ok(Way::Container),
+            Ok("") | Err(_) if database_url_env().is_some() => Ok(Way::Url),
+            Ok("") | Err(_) if find_postgres_programs().is_ok() => Ok(Way::Private),
+            Ok("") | Err(_) if docker_answers() => Ok(Way::Container),
+            Ok("") | Err(_) => anyhow::bail!(
+                "no database for the tests: set DATABASE_URL, install the PostgreSQL server \
+                 programs, or run a Docker engine (TEST_DATABASE=container)"
+            ),
+            Ok(other) => anyhow::bail!("TEST_DATABASE={other:?}: use url, private or container"),
+        }
+    }
+}
+
+fn docker_answers() -> bool {
+    std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The container of a run that used one: kept for the whole test process (a static is never
+/// dropped). Containers of earlier runs whose process is gone are removed at the next start.
+static CONTAINER: OnceLock<
+    testcontainers_modules::testcontainers::ContainerAsync<
+        testcontainers_modules::postgres::Postgres,
+    >,
+> = OnceLock::new();
+
+const CONTAINER_LABEL: &str = "customers-api-tests.pid";
+
+async fn start_container() -> anyhow::Result<PgConnectOptions> {
+    use testcontainers_modules::postgres::Postgres;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    use testcontainers_modules::testcontainers::ImageExt;
+    remove_containers_of_ended_runs();
+    // The tag is named on purpose: the module's default is not the PostgreSQL this project runs.
+    let container = Postgres::default()
+        .with_tag("15")
+        .with_label(CONTAINER_LABEL, std::process::id().to_string())
+        .start()
+        .await?;
+    let options = PgConnectOptions::new()
+        .host(&container.get_host().await?.to_string())
+        .port(container.get_host_port_ipv4(5432).await?)
+        .username("postgres")
+        .password("postgres")
+        .database("postgres");
+    let _ = CONTAINER.set(container);
+    Ok(options)
+}
+
+fn remove_containers_of_ended_runs() {
+    let Ok(listed) = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label={CONTAINER_LABEL}"),
+            "--format",
+            &format!("{{{{.ID}}}} {{{{.Label \"{CONTAINER_LABEL}\"}}}}"),
+        ])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&listed.stdout).lines() {
+        if let Some((id, pid)) = line.split_once(' ') {
+            if !std::path::Path::new("/proc").join(pid).exists() {
+                let _ = std::process::Command::new("docker")
+                    .args(["rm", "-f", id])
+                    .output();
+            }
+        }
+    }
+}
+
 async fn prepare_server() -> anyhow::Result<Server> {
-    let options = match database_url_env() {
-        Some(url) => url.parse::<PgConnectOptions>()?,
-        None => {
+    let way = Way::chosen()?;
+    let options = match way {
+        Way::Url => database_url_env()
+            .ok_or_else(|| anyhow::anyhow!("TEST_DATABASE=url but DATABASE_URL is not set"))?
+            .parse::<PgConnectOptions>()?,
+        Way::Private => {
             let dir =
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-postgres/data");
             let server = tokio::task::spawn_blocking(move || {
@@ -60,7 +160,10 @@ async fn prepare_server() -> anyhow::Result<Server> {
             // Left running for the next test process to reuse; CI machines are discarded.
             server.connect_options()
         }
+        Way::Container => start_container().await?,
     };
+    let record = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-database.txt");
+    let _ = std::fs::write(&record, format!("{way:?}\n").to_lowercase());
     // One template per set of migrations, so a changed migration gets a fresh one.
     let mut hash = 0u64;
     for m in customers_api::db::MIGRATOR.iter() {

@@ -1,0 +1,300 @@
+//! The connection pool, migrations and the classification of database failures.
+//!
+//! Failover (docs/high-availability.md): an error that means a connection or its server is gone
+//! ([`is_connection_lost`]) condemns every connection opened before it; the pool checks that on
+//! checkout and on release, without a round trip, so neither the connection that failed nor an
+//! idle one that sat through the failover is used again. [`acquire`] waits, within
+//! `acquire_timeout`, for a server that takes connections; [`monitor`] keeps the pool on a host
+//! that serves (one of several, see [`hosts`]); [`deadline`] bounds a request whose server
+//! stopped answering.
+
+pub mod deadline;
+pub mod hosts;
+pub mod monitor;
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::configuration::DatabaseSettings;
+pub use hosts::Hosts;
+
+/// The files in `migrations/`, the same ones `sqlx migrate run` applies.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// A lazily connecting pool: a database that is down at a given moment makes requests answer
+/// 503 (bounded by `acquire_timeout`) instead of stopping the service.
+///
+/// Every connection switches to the role `customers_app` once, when it is opened: it owns
+/// nothing and cannot bypass the row-level security policies of migration 3, so a statement
+/// sees only the tenant it bound (see `customers::repo`). The login role must be allowed to
+/// (a superuser, or a member of `customers_app`). Migrations do not use this pool.
+pub fn pool(options: PgConnectOptions, settings: &DatabaseSettings) -> PgPool {
+    pool_for(
+        &Hosts::single(connection_options(options, settings)),
+        settings,
+    )
+}
+
+/// The per-connection settings of the pool's connections.
+pub fn connection_options(
+    options: PgConnectOptions,
+    settings: &DatabaseSettings,
+) -> PgConnectOptions {
+    let statement_timeout = settings.statement_timeout.as_millis().to_string();
+    options
+        .application_name("customers-api")
+        .options([("statement_timeout", statement_timeout.as_str())])
+}
+
+/// [`pool`] on the selected host of `hosts`, whose options must already be
+/// [`connection_options`]. With a read-write target, a new connection whose server is read-only
+/// (a standby, or a demoted primary) is refused, found out in the round trip that sets the
+/// connection up; the pool then tries again until `acquire_timeout`, and the monitor selects.
+pub fn pool_for(hosts: &Hosts, settings: &DatabaseSettings) -> PgPool {
+    // enable_seqscan = off: the tenant binding of every statement (customers::repo) runs before
+    // the index scan it keys; a sequential scan would check the policy on rows before the
+    // binding and find nothing. Every query here has its index.
+    // jit = off: these are small statements, and the cost enable_seqscan = off puts on a plan's
+    // never-run branches (a write's key-less idempotency save, say) otherwise crosses
+    // jit_above_cost, so every execution paid ~0.3 s of LLVM compilation.
+    let setup: &'static str = if hosts.read_write() {
+        "SET ROLE customers_app; SET enable_seqscan = off; SET jit = off; \
+         SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::bool"
+    } else {
+        "SET ROLE customers_app; SET enable_seqscan = off; SET jit = off; SELECT false"
+    };
+    PgPoolOptions::new()
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                use sqlx::{Executor, Row};
+                // One round trip (a &str runs as a simple query): the SETs, then one row.
+                let read_only: bool = conn.fetch_one(setup).await?.try_get(0)?;
+                if read_only {
+                    connection_lost();
+                    return Err(sqlx::Error::Io(std::io::Error::other(
+                        "the server is read-only (a standby): not the primary",
+                    )));
+                }
+                Ok(())
+            })
+        })
+        // No ping before every use (a round trip per request). A connection opened before the
+        // last lost connection is closed instead of being handed out or taken back; sqlx
+        // itself pings a connection when it is released, which drops one whose socket died.
+        .test_before_acquire(false)
+        .before_acquire(|_conn, meta| Box::pin(async move { Ok(!is_condemned(&meta)) }))
+        .after_release(|_conn, meta| Box::pin(async move { Ok(!is_condemned(&meta)) }))
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_lazy_with(hosts.selected().clone())
+}
+
+/// Applies the migrations on a connection of its own, as the login role (the owner of the
+/// schema), not as the restricted role of the pool.
+pub async fn migrate(options: &PgConnectOptions) -> Result<(), sqlx::migrate::MigrateError> {
+    use sqlx::Connection;
+    // A migration may take longer than a request is allowed to.
+    let options = options.clone().options([("statement_timeout", "0")]);
+    let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+    let result = MIGRATOR.run(&mut conn).await;
+    conn.close().await.ok();
+    result
+}
+
+/// Ready = a writable primary answers (a server in recovery is not ready) and every migration
+/// this binary knows is applied. Answers within `acquire_timeout`.
+pub async fn is_ready(pool: &PgPool) -> bool {
+    let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let until = tokio::time::Instant::now() + pool.options().get_acquire_timeout();
+    let mut conn = match tokio::time::timeout_at(until, acquire_following_host(pool)).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => {
+            note(&e);
+            return false;
+        }
+        Err(_) => return false,
+    };
+    let check = sqlx::query_as::<_, (Option<i64>, bool)>(
+        "SELECT (SELECT max(version) FROM _sqlx_migrations WHERE success), pg_is_in_recovery()",
+    )
+    .fetch_one(&mut *conn);
+    match tokio::time::timeout_at(until, check).await {
+        Ok(Ok((applied, in_recovery))) => !in_recovery && applied.is_some_and(|v| v >= latest),
+        Ok(Err(e)) => {
+            note(&e);
+            false
+        }
+        Err(_) => {
+            // Cut off mid-statement: this connection must not be reused.
+            conn.close_on_drop();
+            false
+        }
+    }
+}
+
+/// Whether an error means the connection, or the server behind it, is gone or no longer the
+/// primary: what a failover produces. I/O errors (also while connecting: refused, reset, EOF
+/// from a proxy with no server behind it), a broken protocol conversation, SQLSTATE class 08,
+/// 57P01/57P02/57P03 (shutdown, crash, starting up) and 25006 (a read-only transaction: a
+/// demoted primary). A write that failed this way may or may not have committed.
+pub fn is_connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "25006")
+        }),
+        _ => false,
+    }
+}
+
+/// Whether an error means "the database cannot serve right now" (503 + Retry-After) rather
+/// than a bug (500).
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    is_connection_lost(e)
+        || match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+            // 53300: too many connections; 57014: statement timeout; 55P03: lock timeout.
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| matches!(code.as_ref(), "53300" | "57014" | "55P03")),
+            _ => false,
+        }
+}
+
+/// Takes note of what an error says about the database: a lost connection condemns the older
+/// ones. Every error of a request passes here (`From<sqlx::Error> for ApiError`).
+pub fn note(e: &sqlx::Error) {
+    if is_connection_lost(e) {
+        connection_lost();
+    }
+}
+
+/// A connection was lost (or its server stopped answering): condemns every connection opened
+/// until now, and wakes the monitor.
+pub fn connection_lost() {
+    retire_older_connections();
+    lost_signal().notify_one();
+}
+
+/// Condemns every connection opened until now: the pool closes each one the next time it would
+/// hand it out or take it back. Process-wide (one service, one database): another pool of the
+/// process pays one reconnect per connection, nothing else.
+pub fn retire_older_connections() {
+    let now = epoch().elapsed().as_nanos() as u64 + 1;
+    LAST_LOST.fetch_max(now, Ordering::AcqRel);
+}
+
+/// When a lost connection was last seen: nanoseconds after [`epoch`], plus one (0: never).
+static LAST_LOST: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn lost_signal() -> &'static tokio::sync::Notify {
+    static LOST: OnceLock<tokio::sync::Notify> = OnceLock::new();
+    LOST.get_or_init(tokio::sync::Notify::new)
+}
+
+/// Woken when the monitor points the pool at another host.
+fn host_changed_signal() -> &'static tokio::sync::Notify {
+    static CHANGED: OnceLock<tokio::sync::Notify> = OnceLock::new();
+    CHANGED.get_or_init(tokio::sync::Notify::new)
+}
+
+/// `pool.acquire()`, started again when the monitor selects another host: an attempt stuck
+/// connecting to a stalled host is dropped (nothing was sent) instead of waiting out the
+/// `acquire_timeout`.
+async fn acquire_following_host(
+    pool: &PgPool,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+    loop {
+        let changed = host_changed_signal().notified();
+        tokio::select! {
+            acquired = pool.acquire() => return acquired,
+            _ = changed => {}
+        }
+    }
+}
+
+/// Resolves after [`connection_lost`] (the monitor's wake-up).
+async fn wait_for_lost_connection() {
+    lost_signal().notified().await
+}
+
+/// Was this connection opened before the last lost connection?
+fn is_condemned(meta: &PoolConnectionMetadata) -> bool {
+    let lost = LAST_LOST.load(Ordering::Acquire);
+    if lost == 0 {
+        return false;
+    }
+    let lost_at = epoch() + Duration::from_nanos(lost - 1);
+    Instant::now()
+        .checked_sub(meta.age)
+        .is_none_or(|opened| opened <= lost_at)
+}
+
+static WAITING: AtomicI64 = AtomicI64::new(0);
+
+/// Requests currently waiting for a pooled connection (a metrics gauge).
+pub fn waiting() -> i64 {
+    WAITING.load(Ordering::Relaxed)
+}
+
+/// A transaction on a connection from [`acquire`] (the transaction owns it).
+pub async fn begin(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let conn = acquire(pool).await?;
+    // What `Pool::begin` does, on a connection taken the way every request takes one.
+    sqlx::Transaction::begin(conn, None).await
+}
+
+/// Takes a connection from the pool, counting the wait for `/metrics`. All request paths get
+/// their connection here (or through [`begin`]).
+///
+/// A connection that cannot be opened because the server is gone (refused, or closed by a
+/// proxy with no primary behind it) is tried again, with a short backoff, until
+/// `acquire_timeout`: nothing has been sent yet, so this is safe for writes too, and a request
+/// that arrives during a failover is served as soon as the new primary takes connections.
+/// Starts the request's [`deadline`].
+pub async fn acquire(
+    pool: &PgPool,
+) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+    // A guard, so that a request dropped while waiting is uncounted too.
+    struct Waiting;
+    impl Drop for Waiting {
+        fn drop(&mut self) {
+            WAITING.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    deadline::start();
+    WAITING.fetch_add(1, Ordering::Relaxed);
+    let _waiting = Waiting;
+    let until = tokio::time::Instant::now() + pool.options().get_acquire_timeout();
+    let mut backoff = Duration::from_millis(25);
+    loop {
+        let error = match tokio::time::timeout_at(until, acquire_following_host(pool)).await {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => e,
+            Err(_) => return Err(sqlx::Error::PoolTimedOut),
+        };
+        note(&error);
+        if !is_connection_lost(&error) || tokio::time::Instant::now() + backoff >= until {
+            return Err(error);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+}
