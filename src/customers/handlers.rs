@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::domain::{CustomerId, IfMatch};
 use super::input;
 use super::list::{ListParams, ListPosition, ListQuery};
-use super::model::{Customer, CustomerIn, CustomerList, CustomerOut, CustomerPatch};
+use super::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, ListedCustomer};
 use super::repo::{self, FindClaiming};
 use super::service::{self, Target};
 use crate::auth::{Caller, Scope};
@@ -308,7 +308,7 @@ pub async fn list(
         _ => None,
     };
     let page = Page {
-        data: rows.iter().map(Customer::out).collect(),
+        data: rows.iter().map(ListedCustomer::out).collect(),
         next_cursor,
         has_more,
     };

@@ -17,6 +17,7 @@ pub mod domain;
 pub mod handlers;
 pub mod input;
 pub mod integers;
+pub mod json_text;
 pub mod list;
 pub mod model;
 pub mod patch;

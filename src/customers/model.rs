@@ -8,11 +8,14 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::domain::{CustomerId, CustomerStatus, CustomerType, Version};
+use super::json_text::{JsonText, StoredJson};
 use super::validation::{CustomerFields, Name, Policy};
 
-/// One row of `customers`, as every query returns it.
+/// One row of `customers`, as every query returns it. Its JSON members (policy, metadata) are
+/// values (`J = Value`) where the service works with them, and the stored JSON text where it
+/// only shows them ([`ListedCustomer`]).
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct Customer {
+pub struct Customer<J = Value> {
     pub id: CustomerId,
     pub kind: CustomerType,
     pub status: CustomerStatus,
@@ -20,11 +23,51 @@ pub struct Customer {
     pub phone: Option<String>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
-    pub policy: Option<Value>,
-    pub metadata: Value,
+    pub policy: Option<J>,
+    pub metadata: J,
     pub version: Version,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A customer as a list page shows it: its policy and metadata passed through as stored.
+pub type ListedCustomer = Customer<StoredJson>;
+
+/// What a customer's JSON members are, for showing them.
+pub trait Member {
+    fn text(&self) -> JsonText<'_>;
+}
+
+impl Member for Value {
+    fn text(&self) -> JsonText<'_> {
+        JsonText::Value(self)
+    }
+}
+
+impl Member for StoredJson {
+    fn text(&self) -> JsonText<'_> {
+        JsonText::Stored(self)
+    }
+}
+
+impl<J: Member> Customer<J> {
+    pub fn out(&self) -> CustomerOut<'_> {
+        CustomerOut {
+            id: self.id.as_str(),
+            kind: self.kind,
+            status: self.status,
+            email: self.email.as_deref(),
+            phone: self.phone.as_deref(),
+            name: (self.first_name.is_some() || self.last_name.is_some()).then_some(NameOut {
+                first: self.first_name.as_deref(),
+                last: self.last_name.as_deref(),
+            }),
+            policy: self.policy.as_ref().map(J::text),
+            metadata: self.metadata.text(),
+            created_at: timestamp(&self.created_at),
+            updated_at: timestamp(&self.updated_at),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,9 +97,9 @@ pub struct CustomerOut<'a> {
     /// The sparse spending policy: exactly the fields that were set; left out when none is.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Policy>, nullable = false)]
-    pub policy: Option<&'a Value>,
+    pub policy: Option<JsonText<'a>>,
     #[schema(value_type = Object)]
-    pub metadata: &'a Value,
+    pub metadata: JsonText<'a>,
     #[schema(format = DateTime, example = "2026-11-27T10:30:00.000Z")]
     pub created_at: String,
     #[schema(format = DateTime, example = "2026-11-27T10:30:00.000Z")]
@@ -159,25 +202,6 @@ impl Customer {
             version: Version::FIRST,
             created_at,
             updated_at: created_at,
-        }
-    }
-
-    pub fn out(&self) -> CustomerOut<'_> {
-        let name = (self.first_name.is_some() || self.last_name.is_some()).then_some(NameOut {
-            first: self.first_name.as_deref(),
-            last: self.last_name.as_deref(),
-        });
-        CustomerOut {
-            id: self.id.as_str(),
-            kind: self.kind,
-            status: self.status,
-            email: self.email.as_deref(),
-            phone: self.phone.as_deref(),
-            name,
-            policy: self.policy.as_ref(),
-            metadata: &self.metadata,
-            created_at: timestamp(&self.created_at),
-            updated_at: timestamp(&self.updated_at),
         }
     }
 

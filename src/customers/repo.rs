@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
 use super::domain::{CustomerId, CustomerStatus, CustomerType, Version};
-use super::model::Customer;
+use super::model::{Customer, ListedCustomer};
 use crate::events::EventRecord;
 use crate::idempotency::{query_claiming, query_saving, Claim, ReadWithClaim, SaveReply};
 use crate::tenant::Tenant;
@@ -272,7 +272,7 @@ pub async fn list(
     filter: &ListFilter,
     after: Option<(DateTime<Utc>, &str)>,
     limit: i64,
-) -> Result<Vec<Customer>, sqlx::Error> {
+) -> Result<Vec<ListedCustomer>, sqlx::Error> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata, \
                 version, created_at, updated_at \
@@ -306,5 +306,5 @@ pub async fn list(
     }
     q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
         .push_bind(limit);
-    q.build_query_as::<Customer>().fetch_all(db).await
+    q.build_query_as::<ListedCustomer>().fetch_all(db).await
 }

@@ -170,3 +170,41 @@ async fn numbers_in_metadata_come_back_exactly() {
     assert!(text.contains("-96355.24996917037"), "{text}");
     assert!(text.contains("9007199254740993"), "{text}");
 }
+
+/// A customer is the same bytes wherever it is shown: the write's answer, GET, a list page and
+/// the write's event — with members whose keys sort differently by length and alphabetically.
+#[tokio::test]
+async fn a_customer_is_the_same_bytes_in_every_answer_that_shows_it() {
+    let app = spawn_app().await;
+    let body = json!({
+        "email": "bytes@example.com",
+        "policy": {"ttlDays": 30, "cooldownMinutes": 5, "limits": {"perMonth": 900, "perDay": 90, "perAuth": 9},
+                   "allowedMccs": ["5411"], "requireIntent": true},
+        "metadata": {"zeta": 1, "a": {"long key": [1, {"y": true, "xx": null}], "b": 2.5}, "mid": "x"}
+    });
+    let created = send(app.request(Method::POST, "/v1/customers").json(&body)).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let id = created.id();
+    let get = send(app.request(Method::GET, &format!("/v1/customers/{id}"))).await;
+    assert_eq!(get.text(), created.text(), "GET shows what create answered");
+    let page = send(app.request(Method::GET, "/v1/customers")).await;
+    assert!(
+        page.text().contains(&created.text()),
+        "the list page holds the same bytes: {}",
+        page.text()
+    );
+    let patched = send(
+        app.request(Method::PATCH, &format!("/v1/customers/{id}"))
+            .json(&json!({"policy": {"limits": {"perDay": 100}}, "metadata": {"mid": null}})),
+    )
+    .await;
+    let get = send(app.request(Method::GET, &format!("/v1/customers/{id}"))).await;
+    assert_eq!(get.text(), patched.text(), "GET shows what PATCH answered");
+    let events = send(app.request(Method::GET, &format!("/v1/customers/{id}/events"))).await;
+    assert!(
+        events
+            .text()
+            .contains(&format!("\"object\":{}", patched.text())),
+        "the event holds the same bytes"
+    );
+}

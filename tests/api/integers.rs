@@ -88,7 +88,7 @@ async fn a_patch_with_float_typed_limits_sets_integers() {
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
     assert!(
-        text.contains(r#""limits":{"perAuth":1000,"perDay":80000,"perMonth":500000}"#),
+        text.contains(r#""limits":{"perDay":80000,"perAuth":1000,"perMonth":500000}"#),
         "{text}"
     );
     // Written again as plain integers, it is a no-op: same version.

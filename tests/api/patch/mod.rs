@@ -4,6 +4,7 @@
 
 mod deleted;
 mod merge;
+mod recent;
 mod refusals;
 mod versions;
 
