@@ -188,6 +188,10 @@ pub struct EventsSettings {
     pub nats_url: Secret,
     /// The JetStream stream events are published to.
     pub stream: String,
+    /// The first token of the events' subjects (`<prefix>.<mode>.<org>.<type>`); the stream
+    /// takes `<prefix>.>`. Two streams cannot share subjects, so deployments (or tests) that
+    /// share a NATS server need their own.
+    pub subject_prefix: String,
     /// How long JetStream remembers a `Nats-Msg-Id` to drop a republished duplicate.
     #[serde(with = "humantime_serde")]
     pub duplicate_window: Duration,
@@ -413,6 +417,17 @@ impl Settings {
         {
             return Err(ConfigError::invalid(
                 "events.stream",
+                "must be letters, digits, _ or -",
+            ));
+        }
+        if events.subject_prefix.is_empty()
+            || !events
+                .subject_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::invalid(
+                "events.subject_prefix",
                 "must be letters, digits, _ or -",
             ));
         }

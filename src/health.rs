@@ -18,17 +18,27 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// The database answers and every migration is applied.
+/// The database answers and every migration is applied. NATS is not needed to serve: when it
+/// is unreachable the body says so, and events wait in the database.
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if crate::db::is_ready(&state.pool).await {
-        Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+        Ok(HttpResponse::Ok().json(serde_json::json!({
+            "status": "ready",
+            "events": {"publishing": state.publishing.get().as_str()},
+        })))
     } else {
         Err(ApiError::Unavailable)
     }
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    // The backlog is counted at scrape time, only when events are published at all.
+    let backlog = if state.publishing.is_enabled() {
+        crate::events::relay::store::backlog(&state.pool).await.ok()
+    } else {
+        None
+    };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render(&state.pool))
+        .body(crate::metrics::render(&state.pool, backlog))
 }

@@ -4,10 +4,12 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use sqlx::PgPool;
+
+use crate::events::relay::store::Backlog;
 
 struct Metrics {
     registry: Registry,
@@ -17,6 +19,9 @@ struct Metrics {
     idempotency: IntCounterVec,
     swept: IntCounter,
     rate_limited: IntCounter,
+    events_published: IntCounter,
+    events_duplicates: IntCounter,
+    publication_lag: Histogram,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -56,6 +61,26 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     .expect("valid metric");
     let rate_limited =
         IntCounter::new("rate_limited_total", "Requests rejected with 429").expect("valid metric");
+    let events_published = IntCounter::new(
+        "events_published_total",
+        "Events JetStream acknowledged as newly stored, published by this instance",
+    )
+    .expect("valid metric");
+    let events_duplicates = IntCounter::new(
+        "events_published_duplicates_total",
+        "Events republished after a crash or failure that JetStream already held (dropped by Nats-Msg-Id, or found in the stream)",
+    )
+    .expect("valid metric");
+    let publication_lag = Histogram::with_opts(
+        HistogramOpts::new(
+            "events_publication_lag_seconds",
+            "From an event's recording (its commit, give or take the transaction) to JetStream's ack",
+        )
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ]),
+    )
+    .expect("valid metric");
     for c in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(latency.clone()),
@@ -63,6 +88,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(idempotency.clone()),
         Box::new(swept.clone()),
         Box::new(rate_limited.clone()),
+        Box::new(events_published.clone()),
+        Box::new(events_duplicates.clone()),
+        Box::new(publication_lag.clone()),
     ] {
         registry.register(c).expect("metric registered once");
     }
@@ -74,6 +102,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         idempotency,
         swept,
         rate_limited,
+        events_published,
+        events_duplicates,
+        publication_lag,
     }
 });
 
@@ -99,8 +130,18 @@ pub fn rate_limited() {
     METRICS.rate_limited.inc();
 }
 
-/// The text exposition, with the pool gauges read now.
-pub fn render(pool: &PgPool) -> String {
+pub fn events_published(fresh: u64, duplicates: u64) {
+    METRICS.events_published.inc_by(fresh);
+    METRICS.events_duplicates.inc_by(duplicates);
+}
+
+pub fn observe_publication_lag(seconds: f64) {
+    METRICS.publication_lag.observe(seconds);
+}
+
+/// The text exposition, with the pool gauges read now, and the events' backlog when events are
+/// published (`None`: not published, or the database did not answer; the gauges are left out).
+pub fn render(pool: &PgPool, backlog: Option<Backlog>) -> String {
     let waiting = crate::db::waiting();
     let m = &*METRICS;
     let size = i64::from(pool.size());
@@ -110,5 +151,29 @@ pub fn render(pool: &PgPool) -> String {
     m.pool.with_label_values(&["waiting"]).set(waiting);
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&m.registry.gather(), &mut out);
+    if let Some(backlog) = backlog {
+        // A registry of this scrape's own: the values belong to this scrape, not to the process
+        // (tests run several servers in one process).
+        let _ = TextEncoder::new().encode(&backlog_families(backlog), &mut out);
+    }
     String::from_utf8(out).unwrap_or_default()
+}
+
+fn backlog_families(backlog: Backlog) -> Vec<prometheus::proto::MetricFamily> {
+    let registry = Registry::new();
+    let unpublished = IntGauge::new(
+        "events_unpublished",
+        "Events after the relay position, not yet acknowledged by JetStream (counted up to 1000000)",
+    )
+    .expect("valid metric");
+    unpublished.set(backlog.unpublished);
+    let age = Gauge::new(
+        "events_oldest_unpublished_age_seconds",
+        "Seconds since the oldest unpublished event was recorded; 0 when none waits",
+    )
+    .expect("valid metric");
+    age.set(backlog.oldest_age_seconds);
+    let _ = registry.register(Box::new(unpublished));
+    let _ = registry.register(Box::new(age));
+    registry.gather()
 }

@@ -113,12 +113,15 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let relay_wake = Arc::new(Notify::new());
+        let publishing =
+            events::relay::PublishingStatus::new(!settings.events.nats_url.expose().is_empty());
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             idempotency: settings.idempotency.clone(),
             events: settings.events.clone(),
             cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
             relay_wake: relay_wake.clone(),
+            publishing: publishing.clone(),
             recent: Recent::new(settings.cache.customers),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
@@ -162,6 +165,7 @@ impl Application {
             pool.clone(),
             settings.events.clone(),
             relay_wake,
+            publishing,
             stop_background.clone(),
         ));
         tokio::spawn(forget_idle_buckets(gate_for_tasks, stop_background.clone()));

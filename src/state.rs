@@ -7,6 +7,7 @@ use tokio::sync::Notify;
 
 use crate::configuration::{EventsSettings, IdempotencySettings};
 use crate::customers::recent::Recent;
+use crate::events::relay::PublishingStatus;
 use crate::pagination::Cursors;
 
 pub struct AppState {
@@ -16,6 +17,8 @@ pub struct AppState {
     pub cursors: Cursors,
     /// Wakes the event relay after a write commits, so that it publishes at once.
     pub relay_wake: Arc<Notify>,
+    /// Whether the relay reaches NATS, for `/readyz`.
+    pub publishing: PublishingStatus,
     /// Customers this instance saw lately: a write's guess of the current version.
     pub recent: Recent,
 }

@@ -9,6 +9,7 @@ mod compat;
 mod customers;
 mod errors;
 mod events;
+mod events_nats;
 mod failover;
 mod faults;
 mod hostile;

@@ -47,6 +47,17 @@ impl Service {
     /// burst of retries must not turn into 429s). Its output goes to `target/test-logs`, with
     /// the rest of the run's logs, which are scanned for personal data and tokens.
     pub fn start(dir: &Path, database_url: &str, name: &str) -> Self {
+        Self::start_with_env(dir, database_url, name, &[])
+    }
+
+    /// [`Service::start`] with more environment variables (settings as
+    /// `CUSTOMERS_API__<SECTION>__<KEY>`).
+    pub fn start_with_env(
+        dir: &Path,
+        database_url: &str,
+        name: &str,
+        env: &[(String, String)],
+    ) -> Self {
         let port = free_port();
         let logs = test_log_dir();
         std::fs::create_dir_all(&logs).expect("create the test log directory");
@@ -58,6 +69,7 @@ impl Service {
             .env("CUSTOMERS_API__DATABASE__MIGRATE_ON_START", "false")
             .env("CUSTOMERS_API__SERVER__WORKERS", "2")
             .env("CUSTOMERS_API__RATE_LIMIT__ENABLED", "false")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             // The service logs to stdout; both streams go to the scanned file.
             .stdout(
                 log_file

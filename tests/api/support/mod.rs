@@ -14,6 +14,8 @@
 //! - [`fixtures`]: fixed request bodies and ids.
 //! - [`document`]: the stored document of a write, for the property tests and the fuzz target.
 //! - [`logs`]: where the logs of the run go (scanned for personal data afterwards).
+//! - [`nats`]: a JetStream stream of the test's own on the shared NATS server, and private
+//!   `nats-server`s a test may stop.
 //!
 //! The library items the tests call are named here and in the property tests only, so that a
 //! change of their signatures is adapted in few places.
@@ -25,6 +27,7 @@ pub mod database;
 pub mod document;
 pub mod fixtures;
 pub mod logs;
+pub mod nats;
 pub mod raw;
 pub mod reply;
 pub mod stored;
@@ -36,6 +39,7 @@ pub use binary::*;
 pub use database::*;
 pub use document::*;
 pub use fixtures::*;
+pub use nats::*;
 pub use reply::*;
 pub use stored::*;
 pub use tokens::*;

@@ -1,0 +1,232 @@
+//! The relay: publishes committed events to NATS JetStream, in feed order, exactly once after
+//! JetStream's de-duplication (docs/events-publication.md).
+//!
+//! A loop, woken by this instance's writes (`wake`) or every `poll_interval` (other instances'
+//! writes). Each round, while NATS is connected:
+//! 1. a transaction takes the publisher lock (`store::begin_round`; another instance holding it
+//!    means this one skips the round);
+//! 2. reads the next events after the `event_relay` position, behind the feed's gate;
+//! 3. publishes them in order and awaits JetStream's acks (`publish`);
+//! 4. moves the position over the acknowledged prefix and commits.
+//!
+//! A crash between 3 and 4 republishes those events on the next round, by whichever instance:
+//! JetStream drops them by `Nats-Msg-Id`, or the relay finds them in the stream and skips them.
+//! While NATS is unreachable the relay does not touch the database at all; events wait.
+
+mod connect;
+mod publish;
+pub mod status;
+pub mod store;
+pub mod subject;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::connection::State;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use status::{Publishing, PublishingStatus};
+
+use crate::configuration::EventsSettings;
+use connect::connect;
+use publish::Publisher;
+
+/// The longest wait between rounds after failures (they back off from `poll_interval`).
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The first wait of [`Again::Soon`]; it doubles while nothing is published, up to
+/// `poll_interval`.
+const SOON_FIRST: Duration = Duration::from_millis(10);
+
+/// Publishes until `stop` is cancelled. `wake` is notified after this instance commits events;
+/// `status` tells `/readyz` whether NATS is reachable.
+pub async fn run(
+    pool: PgPool,
+    settings: EventsSettings,
+    wake: Arc<Notify>,
+    status: PublishingStatus,
+    stop: CancellationToken,
+) {
+    if settings.nats_url.expose().is_empty() {
+        status.set(Publishing::Disabled);
+        stop.cancelled().await;
+        return;
+    }
+    let connected = Arc::new(Notify::new());
+    let client = match connect(&settings, &status, connected.clone()).await {
+        Ok(client) => client,
+        Err(e) => {
+            // Not the URL itself: it may hold credentials.
+            tracing::error!(error = %e, "events are not published: events.nats_url is not usable");
+            status.set(Publishing::Unreachable);
+            stop.cancelled().await;
+            return;
+        }
+    };
+    tracing::info!(stream = %settings.stream, "publishing events to NATS JetStream");
+    let mut publisher = Publisher::new(client.clone(), &settings);
+    let mut relay = Relay {
+        pool,
+        settings,
+        failures: 0,
+        retried_stale: false,
+        soon: SOON_FIRST,
+    };
+    loop {
+        let again = if client.connection_state() == State::Connected {
+            status.set(Publishing::Connected);
+            relay.round(&mut publisher).await
+        } else {
+            // Not a single query while NATS is away: writes go on, events wait.
+            status.set(Publishing::Unreachable);
+            publisher.forget_tail();
+            Again::Later
+        };
+        match again {
+            Again::Now => {
+                if stop.is_cancelled() {
+                    break;
+                }
+            }
+            Again::Later | Again::Soon(_) => {
+                let wait = match again {
+                    Again::Soon(wait) => wait,
+                    _ => relay.settings.poll_interval,
+                };
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = wake.notified() => {}
+                    _ = connected.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            Again::After(backoff) => {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+    }
+    // Publications still unacknowledged are republished by the next run.
+    drop(client);
+}
+
+/// When to run the next round.
+enum Again {
+    /// There is more to publish, or the stream moved under this instance.
+    Now,
+    /// At the next wake-up or poll.
+    Later,
+    /// At the next wake-up, or after this short wait: events are held back by a transaction
+    /// that may end without waking this instance (another instance's write, a failed one, an
+    /// autovacuum ANALYZE), or another instance holds the publisher lock and its batch may have
+    /// missed this instance's latest events.
+    Soon(Duration),
+    /// After a failure: no sooner than this (a wake-up does not cut it short).
+    After(Duration),
+}
+
+struct Relay {
+    pool: PgPool,
+    settings: EventsSettings,
+    /// Consecutive failed rounds, for the backoff and to log a failure once, not every round.
+    failures: u32,
+    /// The last round found the stream moved and the next one ran at once: do not spin if
+    /// something else keeps publishing into it.
+    retried_stale: bool,
+    /// The next wait of [`Again::Soon`].
+    soon: Duration,
+}
+
+impl Relay {
+    async fn round(&mut self, publisher: &mut Publisher) -> Again {
+        match self.try_round(publisher).await {
+            Ok(again) => {
+                if self.failures > 0 {
+                    tracing::info!("events are being published again");
+                }
+                self.failures = 0;
+                again
+            }
+            Err(e) => {
+                publisher.forget_tail();
+                self.failures += 1;
+                // The first failure in a row, then one in a hundred.
+                if self.failures % 100 == 1 {
+                    tracing::warn!(error = %format!("{e:#}"), failures = self.failures, "publishing events failed; retrying");
+                }
+                let backoff = self
+                    .settings
+                    .poll_interval
+                    .saturating_mul(1 << self.failures.min(6))
+                    .min(MAX_BACKOFF);
+                Again::After(backoff)
+            }
+        }
+    }
+
+    /// A short wait, longer each time in a row that nothing could be published.
+    fn soon(&mut self) -> Again {
+        let wait = self.soon;
+        self.soon = (self.soon * 2).min(self.settings.poll_interval);
+        Again::Soon(wait.min(self.settings.poll_interval))
+    }
+
+    async fn try_round(&mut self, publisher: &mut Publisher) -> anyhow::Result<Again> {
+        let Some(mut tx) = store::begin_round(&self.pool).await? else {
+            // Another instance publishes.
+            publisher.forget_tail();
+            return Ok(self.soon());
+        };
+        let Some(batch) = store::next_batch(&mut tx, self.settings.batch_size).await? else {
+            tx.rollback().await?;
+            self.soon = SOON_FIRST;
+            return Ok(Again::Later);
+        };
+        if batch.events.is_empty() {
+            tx.rollback().await?;
+            return Ok(self.soon());
+        }
+        let published = publisher.publish(&batch).await;
+        if published.through > 0 {
+            let to = batch.events[published.through - 1].position;
+            let moved = async {
+                store::advance(&mut tx, to).await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = moved {
+                // Published but not recorded: the next round republishes them (duplicates
+                // JetStream drops).
+                publisher.forget_tail();
+                return Err(anyhow::Error::new(e).context("recording the relay position failed"));
+            }
+            let fresh = published.through - published.duplicates;
+            crate::metrics::events_published(fresh as u64, published.duplicates as u64);
+            for lag in &published.lags {
+                crate::metrics::observe_publication_lag(*lag);
+            }
+        } else {
+            tx.rollback().await?;
+        }
+        let stale = published.failure.as_ref().is_some_and(|f| f.stale_tail);
+        let retry_stale = stale && !self.retried_stale;
+        self.retried_stale = stale;
+        if published.through > 0 {
+            self.soon = SOON_FIRST;
+        }
+        match published.failure {
+            None if batch.events.len() as i64 == self.settings.batch_size => Ok(Again::Now),
+            None if batch.held_back => Ok(self.soon()),
+            None => Ok(Again::Later),
+            Some(failure) if retry_stale => {
+                tracing::debug!(error = %format!("{:#}", failure.error), "the stream moved; reading it again");
+                Ok(Again::Now)
+            }
+            Some(failure) => Err(failure.error),
+        }
+    }
+}

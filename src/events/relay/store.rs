@@ -1,0 +1,187 @@
+//! The relay's SQL: who publishes (an advisory lock), what is next (the events after the
+//! `event_relay` position, behind the feed's visibility gate), and moving the position.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use crate::events::repo::FeedPosition;
+
+/// The advisory lock whose holder publishes (`pg_try_advisory_xact_lock`): one publisher per
+/// database among all instances. Any fixed number; advisory locks are per database.
+const PUBLISHER_LOCK: i64 = 0x6375_7374_5F72_6C79; // "cust_rly"
+
+/// Counting unpublished events for `/metrics` stops here, so that a scrape stays cheap however
+/// large the backlog.
+pub const BACKLOG_COUNT_CAP: i64 = 1_000_000;
+
+/// One event to publish.
+#[derive(Debug)]
+pub struct Pending {
+    pub position: FeedPosition,
+    pub id: String,
+    pub org: String,
+    pub mode: String,
+    pub kind: String,
+    /// The event JSON exactly as stored (and as the feed serves it).
+    pub body: String,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// What one round read: the relay position and the events after it.
+#[derive(Debug)]
+pub struct Batch {
+    /// The `event_relay` position the batch starts after.
+    pub after: FeedPosition,
+    /// The events to publish now (maybe none).
+    pub events: Vec<Pending>,
+    /// Committed events after them wait behind the gate (a transaction older than theirs is
+    /// still running).
+    pub held_back: bool,
+    /// The database's clock minus this process's, as of the read: publication lag is measured
+    /// on the database's clock, which `recorded_at` is on.
+    pub skew: chrono::TimeDelta,
+}
+
+/// Begins a round: a transaction that holds the publisher lock, or `None` when another
+/// instance holds it. The lock and the reads take no transaction id (only [`advance`] does, at
+/// the very end), so an open round never holds back the feed's `pg_snapshot_xmin` gate. The
+/// transaction may read every tenant's events (`app.relay`, see migration 4).
+pub async fn begin_round(
+    pool: &PgPool,
+) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
+    let mut tx = crate::db::begin(pool).await?;
+    // The planner cannot estimate how many rows the row-level security policy lets through
+    // and, left alone, reads every unpublished event to sort them (a whole backlog per batch).
+    // Without bitmap scans and sorts it walks the relay index in order from the position and
+    // stops at the batch size.
+    let row = sqlx::query!(
+        r#"SELECT pg_try_advisory_xact_lock($1) AS "locked!",
+                  set_config('app.relay', 'on', true) AS "relay!",
+                  set_config('enable_bitmapscan', 'off', true) AS "bitmap!",
+                  set_config('enable_sort', 'off', true) AS "sort!""#,
+        PUBLISHER_LOCK
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if row.locked {
+        Ok(Some(tx))
+    } else {
+        tx.rollback().await?;
+        Ok(None)
+    }
+}
+
+/// The next events to publish, in feed order, behind the same gate as the feed
+/// (`events::repo::feed`): only events whose transaction, and every transaction that began
+/// before it, has ended (`feed_xid` below `pg_snapshot_xmin`). So the relay never passes an
+/// event that could still commit before its position, and publishes each customer's events in
+/// version order. A statement of its own, after the lock: its snapshot sees the position the
+/// previous holder committed. `None`: nothing after the position.
+///
+/// Committed events behind the gate come after every event before it in this order, so the
+/// statement reads past the gate (without their bodies) to tell whether some are held back:
+/// their own wake-up may have come while they were held back, and no other may follow.
+pub async fn next_batch(conn: &mut PgConnection, limit: i64) -> Result<Option<Batch>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"WITH r AS MATERIALIZED (
+                SELECT feed_xid, seq, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS gate
+                  FROM event_relay WHERE id = 1)
+           SELECT (SELECT feed_xid FROM r) AS "after_xid!", (SELECT seq FROM r) AS "after_seq!",
+                  e.feed_xid < (SELECT gate FROM r) AS "visible!",
+                  e.feed_xid, e.seq, e.id, e.org_id, e.mode, e.type AS kind,
+                  CASE WHEN e.feed_xid < (SELECT gate FROM r) THEN e.body::text END AS body,
+                  e.recorded_at, clock_timestamp() AS "read_at!"
+             FROM customer_events e
+            WHERE (e.feed_xid, e.seq) > ((SELECT feed_xid FROM r), (SELECT seq FROM r))
+              AND e.seq > 0 -- customer_events_relay is partial on it (migration 4)
+            ORDER BY e.feed_xid, e.seq
+            LIMIT $1"#,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let after = FeedPosition {
+        feed_xid: first.after_xid,
+        seq: first.after_seq,
+    };
+    let skew = first.read_at - Utc::now();
+    let mut held_back = false;
+    let mut events = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (true, Some(body)) = (r.visible, r.body) else {
+            held_back = true;
+            break;
+        };
+        events.push(Pending {
+            position: FeedPosition {
+                feed_xid: r.feed_xid,
+                seq: r.seq,
+            },
+            id: r.id,
+            org: r.org_id,
+            mode: r.mode,
+            kind: r.kind,
+            body,
+            recorded_at: r.recorded_at,
+        });
+    }
+    Ok(Some(Batch {
+        after,
+        events,
+        held_back,
+        skew,
+    }))
+}
+
+/// Moves the relay position to `to` (the last event JetStream acknowledged): one short
+/// statement, the round's only write, just before its commit.
+pub async fn advance(conn: &mut PgConnection, to: FeedPosition) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE event_relay SET feed_xid = $1, seq = $2, updated_at = now() WHERE id = 1",
+        to.feed_xid,
+        to.seq
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Events after the relay position, for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backlog {
+    /// How many (at most [`BACKLOG_COUNT_CAP`]).
+    pub unpublished: i64,
+    /// Seconds since the oldest of them was recorded; 0 when there is none.
+    pub oldest_age_seconds: f64,
+}
+
+/// The backlog, counted up to [`BACKLOG_COUNT_CAP`] (the oldest age is then that of the oldest
+/// counted). Reads only, in a transaction of its own that takes no transaction id.
+pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
+    let mut tx = crate::db::begin(pool).await?;
+    sqlx::query!("SELECT set_config('app.relay', 'on', true)")
+        .fetch_one(&mut *tx)
+        .await?;
+    let row = sqlx::query!(
+        r#"SELECT count(*) AS "unpublished!",
+                  COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(u.recorded_at)), 0)::float8
+                      AS "oldest_age_seconds!"
+             FROM (SELECT e.recorded_at
+                     FROM customer_events e
+                    WHERE (e.feed_xid, e.seq) > ((SELECT feed_xid FROM event_relay WHERE id = 1),
+                                                 (SELECT seq FROM event_relay WHERE id = 1))
+                      AND e.seq > 0 -- customer_events_relay is partial on it
+                    LIMIT $1) u"#,
+        BACKLOG_COUNT_CAP
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Backlog {
+        unpublished: row.unpublished,
+        oldest_age_seconds: row.oldest_age_seconds.max(0.0),
+    })
+}
