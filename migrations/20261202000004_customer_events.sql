@@ -38,8 +38,12 @@ CREATE TABLE customer_events (
 CREATE INDEX customer_events_feed ON customer_events (org_id, mode, feed_xid, seq)
     WHERE seq > 0;
 
--- The relay publishes every tenant's events in feed order (partial for the same reason).
-CREATE INDEX customer_events_relay ON customer_events (feed_xid, seq) WHERE seq > 0;
+-- The relay publishes every tenant's events in feed order. Partial on another condition that
+-- only the relay states (occurred_at is never NULL), so that neither a tenant's feed (which would
+-- then read every tenant's events and filter them) nor a statement about one customer is planned
+-- on it.
+CREATE INDEX customer_events_relay ON customer_events (feed_xid, seq)
+    WHERE occurred_at IS NOT NULL;
 
 -- The feed position of the customer's latest event: the next event's feed_xid is at least this.
 ALTER TABLE customers ADD COLUMN event_xid bigint NOT NULL DEFAULT 0;

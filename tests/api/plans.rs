@@ -11,24 +11,10 @@ use crate::support::*;
 
 /// The statements that name one row by its key.
 fn statements_by_key() -> Vec<(String, Vec<String>)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".sqlx");
-    let by_key = names_one_row;
-    let mut statements = Vec::new();
-    for entry in std::fs::read_dir(dir).expect(".sqlx/ is there") {
-        let data: Value =
-            serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
-        let query = data["query"].as_str().unwrap().to_owned();
-        if by_key(&query) {
-            let types = data["describe"]["parameters"]["Left"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t.as_str().unwrap().to_owned())
-                .collect();
-            statements.push((query, types));
-        }
-    }
-    statements
+    all_statements()
+        .into_iter()
+        .filter(|(query, _)| names_one_row(query))
+        .collect()
 }
 
 /// Whether a statement names a row by its key (`id = $n`, `customer_id = $n`, `key = $n`; not
@@ -155,4 +141,57 @@ async fn every_statement_by_key_reads_the_primary_key_without_statistics() {
         "{} statements by key, {checked} plans: each on its primary key",
         statements.len()
     );
+
+    // A tenant's feed reads the tenant's own feed index in order: not another tenant's events,
+    // not a sort of the tenant's whole backlog.
+    let feed = all_statements()
+        .into_iter()
+        .find(|(query, _)| {
+            query.contains("ORDER BY feed_xid, seq") && query.contains("org_id = $1")
+        })
+        .expect("the feed statement");
+    let (sql_types, values): (Vec<_>, Vec<_>) = feed.1.iter().map(|t| argument(t)).unzip();
+    conn.execute(format!("PREPARE feed({}) AS {}", sql_types.join(", "), feed.0).as_str())
+        .await
+        .unwrap();
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        conn.execute(format!("SET plan_cache_mode = {mode}").as_str())
+            .await
+            .unwrap();
+        let plan: Value = sqlx::query_scalar(&format!(
+            "EXPLAIN (FORMAT JSON) EXECUTE feed({})",
+            values.join(", ")
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        let mut found = Vec::new();
+        scans(&plan[0]["Plan"], &mut found);
+        let indexes: Vec<&str> = found.iter().map(|(_, _, index)| index.as_str()).collect();
+        assert_eq!(indexes, ["customer_events_feed"], "{mode}: {plan:#}");
+        assert!(
+            !plan.to_string().contains("\"Sort\""),
+            "{mode}: no sort: {plan:#}"
+        );
+    }
+}
+
+/// Every statement of the prepared query data, with its parameter types.
+fn all_statements() -> Vec<(String, Vec<String>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".sqlx");
+    std::fs::read_dir(dir)
+        .expect(".sqlx/ is there")
+        .map(|entry| {
+            let data: Value =
+                serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap())
+                    .unwrap();
+            let types = data["describe"]["parameters"]["Left"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_owned())
+                .collect();
+            (data["query"].as_str().unwrap().to_owned(), types)
+        })
+        .collect()
 }

@@ -93,7 +93,7 @@ pub async fn next_batch(conn: &mut PgConnection, limit: i64) -> Result<Option<Ba
                   e.recorded_at, clock_timestamp() AS "read_at!"
              FROM customer_events e
             WHERE (e.feed_xid, e.seq) > ((SELECT feed_xid FROM r), (SELECT seq FROM r))
-              AND e.seq > 0 -- customer_events_relay is partial on it (migration 4)
+              AND e.occurred_at IS NOT NULL -- customer_events_relay is partial on it (migration 4)
             ORDER BY e.feed_xid, e.seq
             LIMIT $1"#,
         limit
@@ -173,7 +173,7 @@ pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
                      FROM customer_events e
                     WHERE (e.feed_xid, e.seq) > ((SELECT feed_xid FROM event_relay WHERE id = 1),
                                                  (SELECT seq FROM event_relay WHERE id = 1))
-                      AND e.seq > 0 -- customer_events_relay is partial on it
+                      AND e.occurred_at IS NOT NULL -- customer_events_relay is partial on it
                     LIMIT $1) u"#,
         BACKLOG_COUNT_CAP
     )
