@@ -58,7 +58,7 @@ CREATE TABLE event_relay (
 );
 INSERT INTO event_relay (id, feed_xid, seq) VALUES (1, 0, 0);
 
-GRANT SELECT, INSERT ON customer_events TO customers_app;
+GRANT SELECT, INSERT, DELETE ON customer_events TO customers_app;
 GRANT SELECT, UPDATE ON event_relay TO customers_app;
 
 -- Row-level security as on customers (migration 3): a statement sees and writes only the
@@ -72,3 +72,8 @@ CREATE POLICY tenant_rows ON customer_events TO customers_app
 
 CREATE POLICY relay_reads_all ON customer_events FOR SELECT TO customers_app
     USING (current_setting('app.relay', true) = 'on');
+
+-- The optional retention (events.retention, none by default) deletes events past it, across
+-- tenants: its transaction sets app.retention = on (and app.relay, to read them).
+CREATE POLICY retention_deletes_old ON customer_events FOR DELETE TO customers_app
+    USING (current_setting('app.retention', true) = 'on');

@@ -204,6 +204,10 @@ pub struct EventsSettings {
     /// How long one publication may wait for JetStream's acknowledgement.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
+    /// Events older than this are deleted (once published, when publishing); none: kept for
+    /// ever, the default (they are the audit trail).
+    #[serde(default, with = "humantime_serde::option")]
+    pub retention: Option<Duration>,
     /// Record events with every change. Only a benchmark of their cost switches this off; the
     /// production profile refuses `false`.
     pub record: bool,
@@ -300,6 +304,10 @@ impl Settings {
             (
                 "idempotency.sweep_interval",
                 self.idempotency.sweep_interval,
+            ),
+            (
+                "events.retention",
+                self.events.retention.unwrap_or(Duration::MAX),
             ),
         ] {
             if d.is_zero() {

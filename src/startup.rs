@@ -161,6 +161,16 @@ impl Application {
             settings.idempotency.clone(),
             stop_background.clone(),
         ));
+        if let Some(retention) = settings.events.retention {
+            tokio::spawn(events::retention::run(
+                pool.clone(),
+                retention,
+                !settings.events.nats_url.expose().is_empty(),
+                settings.idempotency.sweep_interval,
+                settings.idempotency.sweep_batch,
+                stop_background.clone(),
+            ));
+        }
         let relay = tokio::spawn(events::relay::run(
             pool.clone(),
             settings.events.clone(),

@@ -9,6 +9,7 @@ pub mod handlers;
 pub mod model;
 pub mod relay;
 pub mod repo;
+pub mod retention;
 
 use actix_web::web;
 

@@ -7,6 +7,7 @@ mod concurrency;
 mod feed;
 mod history;
 mod recording;
+mod retention;
 
 use reqwest::Method;
 use serde_json::{Map, Value};
