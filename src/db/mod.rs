@@ -11,6 +11,7 @@
 pub mod deadline;
 pub mod hosts;
 pub mod monitor;
+pub mod sweep;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;

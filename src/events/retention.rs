@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// Deletes events older than `retention` every `interval` until `stop`.
+/// Deletes events older than `retention` every `interval` until `stop` (`db::sweep::every`).
 pub async fn run(
     pool: PgPool,
     retention: Duration,
@@ -18,29 +18,21 @@ pub async fn run(
     batch: i64,
     stop: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = ticks.tick() => {}
-        }
-        loop {
-            match delete_old(&pool, retention, publishing, batch).await {
-                Ok(n) if n == batch as u64 && !stop.is_cancelled() => continue,
-                Ok(n) => {
-                    if n > 0 {
-                        tracing::info!(deleted = n, "events past their retention deleted");
-                    }
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "deleting events past their retention failed");
-                    break;
-                }
+    let pool = &pool;
+    crate::db::sweep::every(
+        "events past their retention",
+        interval,
+        batch,
+        stop,
+        move || async move {
+            let n = delete_old(pool, retention, publishing, batch).await?;
+            if n > 0 {
+                tracing::info!(deleted = n, "events past their retention deleted");
             }
-        }
-    }
+            Ok(n)
+        },
+    )
+    .await;
 }
 
 /// One batch: among the `batch` oldest events in feed order (published ones only, when
