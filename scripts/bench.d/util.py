@@ -338,6 +338,11 @@ def ms_pair(v):
     return "%s / %s" % (fmt(v["p50_ms"]["median"]), fmt(v["p99_ms"]["median"]))
 
 
+def cpu_median(v):
+    c = v.get("server_cpu_us_per_request")
+    return fmt(c["median"], 0) if c else "n/a"
+
+
 def rps_spread(v):
     r = v["rps"]
     return "%s [%s-%s]" % (fmt(r["median"], 0), fmt(r["min"], 0), fmt(r["max"], 0))
@@ -346,8 +351,9 @@ def rps_spread(v):
 def print_ab(ab):
     va, vb = ab["variants"]["A"], ab["variants"]["B"]
     print()
-    print("== A/B %s: %s; %d pairs of %ss, alternating A B A B ... =="
-          % (ab["name"], ab["title"], ab["pairs_completed"], ab["seconds"]))
+    print("== A/B %s: %s; %d pairs of %ss, alternating %s =="
+          % (ab["name"], ab["title"], ab["pairs_completed"], ab["seconds"],
+             "A B, B A, ..." if ab.get("order") == "abba" else "A B A B ..."))
     for k, v in (("A", va), ("B", vb)):
         extra = ", ".join(x for x in (v.get("env"), ("SQL: " + " ".join(v["sql"].split())) if v.get("sql") else "") if x)
         print("   %s: %s%s" % (k, v.get("label"), (" (" + extra + ")") if extra else ""))
@@ -357,11 +363,12 @@ def print_ab(ab):
         rows.append([LABELS.get(s, s), rps_spread(row["A"]), rps_spread(row["B"]),
                      fmt(r["of_medians"], 3), "%s-%s" % (fmt(r["pair_min"], 3), fmt(r["pair_max"], 3)),
                      ms_pair(row["A"]), ms_pair(row["B"]),
+                     "%s / %s" % (cpu_median(row["A"]), cpu_median(row["B"])),
                      row["A"]["errors"] + row["B"]["errors"],
                      (">= %.2f %s" % (ab["target"], row["verdict"])) if ab.get("target") else ""])
     if rows:
         table(["scenario", "A req/s med [min-max]", "B req/s med [min-max]", "B/A", "B/A pairs",
-               "A p50/p99 ms", "B p50/p99 ms", "errors", "target"], rows)
+               "A p50/p99 ms", "B p50/p99 ms", "srv CPU us/req A / B", "errors", "target"], rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,6 +527,8 @@ def lag_summary(d, stream, seconds, url):
     out["stream_deleted"] = bool(deleted and deleted.get("success"))
     if deleted and "error" in deleted:
         out["stream_delete_error"] = deleted["error"].get("description")
+        if deleted["error"].get("err_code") == 10059:
+            out["stream_delete_error"] = "never created: the server published nothing"
     out["drain_note"] = (open(os.path.join(d, "lag-drain-note.txt")).read().strip()
                          if os.path.exists(os.path.join(d, "lag-drain-note.txt")) else None)
     try:
@@ -753,6 +762,8 @@ def report(d, out_path):
                   fmt(eb.get("heap_bytes_per_event"), 0), fmt(eb.get("avg_body_bytes")),
                   "".join("; %s %s" % (t, fmt(v["avg_body_bytes"]))
                           for t, v in sorted((eb.get("by_type") or {}).items()))))
+        if (eb.get("events") or 0) < 10000:
+            print("   (few events: the size per event is mostly the table's and indexes' first pages)")
 
     # Resources.
     resources = load(os.path.join(d, "resources.json")) or {}
