@@ -15,6 +15,23 @@ acknowledged change can be looked up afterwards:
   lost           an acknowledged PATCH whose slot does not hold its value
   exactly-once   a customer's version is not 1 + the number of distinct keys that succeeded on
                  it, or two acknowledged PATCHes on it report the same version
+
+Events (issue 14): each service publishes its events to NATS JetStream (DRILL_NATS_URL), into a
+stream and subjects of its own per run and mode (HA_<nonce>_<MODE>, ha<nonce><mode>.>), and each
+mode has a database of its own (customers_drill_<mode>): the relay publishes every tenant of its
+database, so two services on one database would split the events between their streams. After
+the last event the drill waits until each relay's backlog (`events_unpublished` in /metrics) is 0,
+at most DRILL_SETTLE_MAX (60 s), reads every message of each stream with its headers
+(jetstream.py, beside this file) and every committed event row of the tenant from the new
+primary, and checks, per event (each event's customers are its own):
+  not in stream  a committed event row whose id is not a message's Nats-Msg-Id (lost)
+  not committed  a message whose Nats-Msg-Id is not a committed event row
+  duplicates     a Nats-Msg-Id more than once in the stream (after JetStream's de-duplication)
+  out of order   a customer whose messages are not in version order in the stream
+  acked w/o event an acknowledged PATCH (status 200, ETag version v) with no event of version v
+                 in the database and the stream that carries its Idempotency-Key and its value
+  history gaps   a customer whose event rows are not exactly versions 1..its version
+The streams are deleted at the end.
 """
 
 import collections
@@ -32,7 +49,10 @@ import urllib.request
 
 import psycopg2
 
+import jetstream
+
 mono = time.monotonic
+WALL = time.time() - mono()      # mono() + WALL: the wall clock, which NATS and PostgreSQL stamp with
 env = os.environ.get
 
 BIN = env('DRILL_BIN')
@@ -52,18 +72,48 @@ ACQUIRE = float(env('DRILL_ACQUIRE_TIMEOUT', '2'))
 STATEMENT = float(env('DRILL_STATEMENT_TIMEOUT', '5'))
 BOUND = ACQUIRE + STATEMENT                      # no answer may take longer
 SLOTS = 40
-DB = env('DRILL_DATABASE', 'customers_drill')
+DB = env('DRILL_DATABASE', 'customers_drill')     # the probes' table; each mode has DB_<mode>
+NATS_URL = env('DRILL_NATS_URL', 'nats://127.0.0.1:4222')   # empty: no publishing, no event checks
+SETTLE_MAX = float(env('DRILL_SETTLE_MAX', '60'))
+NONCE = '%s%s' % (os.urandom(2).hex(), '%x' % (os.getpid() % 4096))
 NODES = int(env('HA_NODES', '3'))
 PROXY_PORT = int(env('HA_PROXY_PORT', '5440'))
 PG_PORT = int(env('HA_PG_PORT', '5441'))
 REST_PORT = int(env('HA_REST_PORT', '8008'))
 PORTS = [PG_PORT + i for i in range(NODES)]
+
+
+def mode_db(mode):
+    return '%s_%s' % (DB, mode)
+
+
 URLS = {
-    'proxy': 'postgres://postgres:postgres@127.0.0.1:%d/%s' % (PROXY_PORT, DB),
+    'proxy': 'postgres://postgres:postgres@127.0.0.1:%d/%s' % (PROXY_PORT, mode_db('proxy')),
     'multihost': 'postgres://postgres:postgres@%s/%s?target_session_attrs=read-write'
-                 % (','.join('127.0.0.1:%d' % p for p in PORTS), DB),
+                 % (','.join('127.0.0.1:%d' % p for p in PORTS), mode_db('multihost')),
 }
-CHECK_DSN = 'host=127.0.0.1 port=%d user=postgres password=postgres dbname=%s connect_timeout=2' % (PROXY_PORT, DB)
+
+
+def check_dsn(db=DB):
+    """Through the proxy: the current primary."""
+    return 'host=127.0.0.1 port=%d user=postgres password=postgres dbname=%s connect_timeout=2' % (PROXY_PORT, db)
+
+
+def check_connect(db=DB):
+    for _ in range(50):
+        try:
+            return psycopg2.connect(check_dsn(db))
+        except Exception:
+            time.sleep(0.5)
+    return psycopg2.connect(check_dsn(db))
+
+
+def stream_of(mode):
+    return 'HA_%s_%s' % (NONCE, mode.upper())
+
+
+def prefix_of(mode):
+    return 'ha%s%s' % (NONCE, mode)
 
 
 def log(*a):
@@ -108,6 +158,10 @@ class Service:
              'DATABASE_URL': URLS[mode], 'RUST_LOG': 'info,sqlx=warn',
              'CUSTOMERS_API__DATABASE__ACQUIRE_TIMEOUT': '%gs' % ACQUIRE,
              'CUSTOMERS_API__DATABASE__STATEMENT_TIMEOUT': '%gs' % STATEMENT}
+        if NATS_URL:
+            e.update({'CUSTOMERS_API__EVENTS__NATS_URL': NATS_URL,
+                      'CUSTOMERS_API__EVENTS__STREAM': stream_of(mode),
+                      'CUSTOMERS_API__EVENTS__SUBJECT_PREFIX': prefix_of(mode)})
         self.token = subprocess.run([BIN, 'token', '--org', self.org, '--ttl', '3h'], env=e, cwd=REPO,
                                     check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
         self.proc = subprocess.Popen([BIN], env=e, cwd=REPO, stdin=subprocess.DEVNULL,
@@ -146,14 +200,27 @@ class Service:
             c.close()
         return s, b
 
+    def unpublished(self):
+        """`events_unpublished` of /metrics, or None (no answer, or the backlog not counted)."""
+        s, b = self.get('/metrics', timeout=5)
+        if s != 200:
+            return None
+        for line in b.decode(errors='replace').splitlines():
+            if line.startswith('events_unpublished '):
+                return int(float(line.split()[1]))
+        return None
+
     def create_customers(self, n):
         ids, conn = [], None
+        key = None
         while len(ids) < n:
+            # A retry keeps its key: a creation that committed unseen is not made twice.
+            key = key or 'c-%d-%d' % (os.getpid(), random.getrandbits(48))
             s, h, b, conn = self.request('POST', '/v1/customers', body='{}', conn=conn,
-                                         headers={'Content-Type': 'application/json',
-                                                  'Idempotency-Key': 'c-%d-%d' % (os.getpid(), random.getrandbits(48))})
+                                         headers={'Content-Type': 'application/json', 'Idempotency-Key': key})
             if s in (200, 201):
                 ids.append(json.loads(b)['id'])
+                key = None
             else:
                 time.sleep(0.2)
         if conn:
@@ -318,7 +385,7 @@ def run_event(event, services, round_no):
     results = []
     for mode in services:
         results.append(judge(event, mode, runs[mode], probes, old, t_event, t_fired, t_end))
-    return results, out
+    return results, runs
 
 
 def judge(event, mode, run, probes, old, t_event, t_fired, t_end):
@@ -349,13 +416,7 @@ def judge(event, mode, run, probes, old, t_event, t_fired, t_end):
     by_customer = collections.defaultdict(list)
     for w in writes:
         by_customer[w.customer].append(w)
-    conn = None
-    for _ in range(50):
-        try:
-            conn = psycopg2.connect(CHECK_DSN)
-            break
-        except Exception:
-            time.sleep(0.5)
+    conn = check_connect(mode_db(mode))
     cur = conn.cursor()
     cur.execute('SELECT id, version, metadata FROM customers WHERE id = ANY(%s)', (list(by_customer),))
     stored = {i: (v, m) for i, v, m in cur.fetchall()}
@@ -389,6 +450,7 @@ def judge(event, mode, run, probes, old, t_event, t_fired, t_end):
              lost=lost, exactly_once=dup, e500=statuses.get('500', 0), slow=len(slow),
              slowest=max((a[1] - a[0] for a in atts), default=0), unsettled=len(unsettled),
              db_gap=(flip - down) if flip is not None else None, serve_again=serve_again,
+             flip_wall=(flip + WALL) if flip is not None else None,
              readyz_503=len(rz_503), readyz_back=rz_back, readyz_slowest=rz_slowest,
              replays_after_failure=replays_after_failure, examples=examples[:5],
              other=sum(n for s, n in statuses.items() if s not in ('200', '503', '409', 'drop')))
@@ -416,6 +478,163 @@ def judge(event, mode, run, probes, old, t_event, t_fired, t_end):
     return r
 
 
+# ---------------------------------------------------------------------------------------------
+# Events: the outbox relay across the same failovers
+# ---------------------------------------------------------------------------------------------
+
+def settle(services):
+    """Waits until every relay's backlog is 0, at most SETTLE_MAX; {mode: (seconds, backlog)}."""
+    t0, out = mono(), {}
+    while True:
+        for mode, svc in services.items():
+            if mode in out:
+                continue
+            n = svc.unpublished()
+            if n == 0:
+                out[mode] = (mono() - t0, 0)
+            elif mono() - t0 > SETTLE_MAX:
+                out[mode] = (mono() - t0, n)
+        if len(out) == len(services):
+            return out
+        time.sleep(0.25)
+
+
+def check_events(mode, svc, history, settled):
+    """Compares the mode's stream with its committed event rows and the acknowledged writes.
+    `history` is [(event, run)] for this mode; adds the figures to each event's result and
+    returns the mode's summary."""
+    conn = check_connect(mode_db(mode))
+    cur = conn.cursor()
+    cur.execute('SELECT id, customer_id, version, type, body::text, EXTRACT(EPOCH FROM recorded_at)::float8 '
+                'FROM customer_events WHERE org_id = %s', (svc.org,))
+    rows = {i: dict(customer=c, version=v, type=t, body=b, recorded=rec)
+            for i, c, v, t, b, rec in cur.fetchall()}
+    customers = [c for _, run in history for c in run['customers']]
+    cur.execute('SELECT id, version FROM customers WHERE id = ANY(%s)', (customers,))
+    versions = dict(cur.fetchall())
+    conn.close()
+    summary = dict(mode=mode, stream=stream_of(mode), committed=len(rows), settle=settled[0],
+                   unpublished=settled[1], messages=None, unattributed=0, missing=0, uncommitted=0,
+                   duplicates=0, failures=[])
+    if settled[1] != 0:
+        summary['failures'].append('the relay did not catch up within %g s (events_unpublished %s)'
+                                   % (SETTLE_MAX, settled[1]))
+    js = None
+    try:
+        js = jetstream.JetStream(NATS_URL)
+        messages = js.messages(stream_of(mode))
+    except (OSError, jetstream.NatsError) as e:
+        messages = None
+        summary['failures'].append('cannot read the stream %s: %s' % (stream_of(mode), e))
+    finally:
+        if js:
+            js.close()
+    if messages is None:
+        messages = []
+        if not summary['failures']:
+            summary['failures'].append('the stream %s does not exist' % stream_of(mode))
+    summary['messages'] = len(messages)
+    owner = {c: event for event, run in history for c in run['customers']}
+    # The stream, per customer, in stream order: (msg id, version as the body says, body).
+    in_stream = collections.Counter()
+    by_customer = collections.defaultdict(list)
+    for m in messages:
+        mid = m['headers'].get('Nats-Msg-Id')
+        in_stream[mid] += 1
+        try:
+            body = json.loads(m['data'])
+            customer, version = body['customerId'], body['version']
+        except (ValueError, KeyError, TypeError):
+            customer, version = None, None
+        by_customer[customer].append((mid, version, m['data'], m['time']))
+    # The whole stream against all the tenant's rows, whoever they belong to.
+    summary['missing'] = sum(1 for i in rows if not in_stream[i])
+    summary['uncommitted'] = sum(n for i, n in in_stream.items() if i not in rows)
+    summary['duplicates'] = sum(n - 1 for n in in_stream.values())
+    for what in ('missing', 'uncommitted', 'duplicates'):
+        if summary[what]:
+            summary['failures'].append('%d %s in all' % (summary[what], {
+                'missing': 'committed events not in the stream', 'uncommitted': 'messages of no committed event',
+                'duplicates': 'duplicate messages'}[what]))
+    stray = [x for c, xs in by_customer.items() if c not in owner for x in xs]
+    if stray:
+        summary['unattributed'] = len(stray)
+        summary['failures'].append('%d messages of no customer of the drill (e.g. %s)' % (len(stray), stray[0][0]))
+    rows_by_customer = collections.defaultdict(dict)
+    for i, r in rows.items():
+        rows_by_customer[r['customer']][r['version']] = (i, r)
+    for event, run in history:
+        res = run['result']
+        missing = uncommitted = dups = disorder = without = gaps = mismatch = committed = streamed = 0
+        examples, lags, stored_at = [], [], []
+        for c in run['customers']:
+            crows = rows_by_customer.get(c, {})
+            committed += len(crows)
+            for i, r in crows.values():
+                if not in_stream[i]:
+                    missing += 1
+                    examples.append('not in stream: %s %s v%d' % (i, c, r['version']))
+            msgs = by_customer.get(c, [])
+            streamed += len(msgs)
+            seen = set()
+            for mid, _, data, t in msgs:
+                if t is not None:
+                    stored_at.append(t)
+                    if mid in rows:
+                        lags.append(t - rows[mid]['recorded'])
+                if mid not in rows:
+                    uncommitted += 1
+                    examples.append('not committed: %s on %s' % (mid, c))
+                elif data.decode(errors='replace') != rows[mid]['body']:
+                    mismatch += 1
+                    examples.append('body differs from its row: %s' % mid)
+                if mid in seen:
+                    dups += 1
+                    examples.append('duplicate: %s on %s' % (mid, c))
+                seen.add(mid)
+            vs = [v for _, v, _, _ in msgs]
+            if any(not isinstance(v, int) for v in vs) or any(a >= b for a, b in zip(vs, vs[1:])):
+                disorder += 1
+                examples.append('out of order: %s versions in the stream %s' % (c, vs))
+            if sorted(crows) != list(range(1, versions.get(c, 0) + 1)):
+                gaps += 1
+                examples.append('history: %s at version %s has events %s' % (c, versions.get(c), sorted(crows)))
+        for ws in run['writes']:
+            for w in ws:
+                if w.status != 200:
+                    continue
+                i, r = rows_by_customer.get(w.customer, {}).get(w.version, (None, None))
+                ok = r is not None and r['type'] == 'customer.updated' and in_stream[i] > 0
+                if ok:
+                    b = json.loads(r['body'])
+                    ok = (b.get('idempotencyKey') == w.key and
+                          (b.get('data', {}).get('object', {}).get('metadata') or {}).get('s%d' % w.slot) == str(w.seq))
+                if not ok:
+                    without += 1
+                    examples.append('acknowledged without its event: %s v%s key %s (row %s)'
+                                    % (w.customer, w.version, w.key, i))
+        # How the relay fared across the failover (figures, not checks): the longest time from an
+        # event's commit to its message in the stream, and from the flip (the new primary took
+        # writes) to the first message the stream stored after it.
+        flip = res.get('flip_wall')
+        after = [t for t in stored_at if flip is not None and t >= flip]
+        ev = dict(committed=committed, streamed=streamed, missing=missing, uncommitted=uncommitted,
+                  duplicates=dups, disorder=disorder, acked_without_event=without, history_gaps=gaps,
+                  body_mismatch=mismatch, max_lag=max(lags) if lags else None,
+                  relay_back=(min(after) - flip) if after else None, examples=examples[:5])
+        res['events'] = ev
+        for n, what in ((missing, 'committed events not in the stream'),
+                        (uncommitted, 'messages of no committed event'),
+                        (dups, 'duplicate messages'),
+                        (disorder, 'customers out of version order in the stream'),
+                        (without, 'acknowledged PATCHes without their event'),
+                        (gaps, 'customers whose event rows are not versions 1..version'),
+                        (mismatch, 'messages whose body is not their row\'s')):
+            if n:
+                res['failures'].append('%d %s' % (n, what))
+    return summary
+
+
 def fmt(x, p=2):
     return '-' if x is None else ('%.*f' % (p, x))
 
@@ -435,24 +654,66 @@ def table(results):
     return '\n'.join(lines)
 
 
+def events_table(results, summaries):
+    head = ('| event | mode | events committed | in stream | not in stream | not committed | duplicates '
+            '| out of order | acked PATCH without event | max publication lag s | relay publishing again s | result |')
+    lines = [head, '|' + ' --- |' * (head.count('|') - 1)]
+    for r in results:
+        e = r.get('events')
+        if e is None:
+            continue
+        bad = (e['missing'] or e['uncommitted'] or e['duplicates'] or e['disorder']
+               or e['acked_without_event'] or e['history_gaps'] or e['body_mismatch'])
+        lines.append('| %s | %s | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s |' % (
+            r['event'], r['mode'], e['committed'], e['streamed'], e['missing'], e['uncommitted'],
+            e['duplicates'], e['disorder'], e['acked_without_event'], fmt(e['max_lag']),
+            fmt(e['relay_back']), 'FAIL' if bad else 'ok'))
+    for m in summaries:
+        lines.append('| all | %s | %d | %s | %d | %d | %d | | | | | %s |' % (
+            m['mode'], m['committed'], '-' if m['messages'] is None else m['messages'],
+            m['missing'], m['uncommitted'], m['duplicates'],
+            'FAIL' if m['failures'] or any(r['failures'] for r in results
+                                           if r['mode'] == m['mode'] and r.get('events')) else 'ok'))
+    return '\n'.join(lines)
+
+
 def main():
     logdir = env('DRILL_LOGS', '/tmp')
-    c = psycopg2.connect(CHECK_DSN)
+    c = psycopg2.connect(check_dsn())
     c.autocommit = True
-    c.cursor().execute('CREATE TABLE IF NOT EXISTS ha_drill_probe (id bigserial PRIMARY KEY, '
-                       'at timestamptz DEFAULT clock_timestamp(), port int DEFAULT inet_server_port())')
+    cur = c.cursor()
+    cur.execute('CREATE TABLE IF NOT EXISTS ha_drill_probe (id bigserial PRIMARY KEY, '
+                'at timestamptz DEFAULT clock_timestamp(), port int DEFAULT inet_server_port())')
+    for mode in MODES:
+        # A database per mode: the relay publishes every tenant of its database.
+        cur.execute('DROP DATABASE IF EXISTS %s WITH (FORCE)' % mode_db(mode))
+        cur.execute('CREATE DATABASE %s' % mode_db(mode))
     c.close()
+    if NATS_URL:
+        try:
+            js = jetstream.JetStream(NATS_URL)
+            js.account_info()
+            js.close()
+        except (OSError, jetstream.NatsError) as e:
+            raise SystemExit('NATS JetStream at %s is not usable (%s); set DRILL_NATS_URL= to run '
+                             'without publishing' % (NATS_URL, e))
+        log('publishing to %s: streams %s' % (NATS_URL, ', '.join(stream_of(m) for m in MODES)))
     services = {}
+    history = {mode: [] for mode in MODES}
+    summaries = []
+    results = []
     t0 = mono()
     try:
         for mode in MODES:
             services[mode] = Service(mode, logdir)
         log('services up in %.1fs (%s)' % (mono() - t0, ', '.join(MODES)))
-        results = []
         for n, event in enumerate(EVENTS):
             t = mono()
-            res, _ = run_event(event, services, n)
+            res, runs = run_event(event, services, n)
             results += res
+            for r in res:
+                runs[r['mode']]['result'] = r
+                history[r['mode']].append((event, runs[r['mode']]))
             for r in res:
                 log('%s/%s: gap %.2fs, statuses %s, lost %d, exactly-once %d, db gap %s, serve again %s%s' % (
                     r['event'], r['mode'], r['gap'], r['statuses'], r['lost'], r['exactly_once'],
@@ -461,9 +722,33 @@ def main():
                 for e in r['examples']:
                     log('   ' + e)
             log('--- %s took %.1fs' % (event, mono() - t))
+        if NATS_URL:
+            t = mono()
+            settled = settle(services)
+            log('relays settled: %s' % ', '.join('%s %.1fs (backlog %s)' % (m, x[0], x[1])
+                                                 for m, x in settled.items()))
+            for mode, svc in services.items():
+                m = check_events(mode, svc, history[mode], settled[mode])
+                summaries.append(m)
+                log('%s: %d events committed, %d messages in %s%s' % (
+                    mode, m['committed'], m['messages'] or 0, m['stream'],
+                    '; FAILED: ' + '; '.join(m['failures']) if m['failures'] else ''))
+                for r in results:
+                    if r['mode'] == mode and r.get('events'):
+                        for e in r['events']['examples']:
+                            log('   %s/%s %s' % (r['event'], mode, e))
+            log('event checks took %.1fs (settling included)' % (mono() - t))
     finally:
         for svc in services.values():
             svc.stop()
+        if NATS_URL and env('DRILL_KEEP_STREAMS', '0') != '1':
+            try:
+                js = jetstream.JetStream(NATS_URL)
+                for mode in MODES:
+                    js.delete_stream(stream_of(mode))
+                js.close()
+            except (OSError, jetstream.NatsError) as e:
+                log('could not delete the streams %s: %s' % (', '.join(stream_of(m) for m in MODES), e))
     lost_lines = 0
     for svc in services.values():
         with open(svc.log_path, errors='replace') as f:
@@ -476,12 +761,24 @@ def main():
     print('Retried writes that had in fact committed (answered by a replay): %s' % ', '.join(
         '%s/%s %d' % (r['event'], r['mode'], r['replays_after_failure']) for r in results))
     print('Slowest /readyz during the events: %.2f s' % max((r['readyz_slowest'] for r in results), default=0))
+    if summaries:
+        print()
+        print(events_table(results, summaries))
+        print()
+        print('Relay backlog 0 after the last event: %s' % ', '.join(
+            '%s %s' % (m['mode'], 'in %.1f s' % m['settle'] if m['unpublished'] == 0
+                       else 'NOT within %g s (%s left)' % (SETTLE_MAX, m['unpublished'])) for m in summaries))
+    elif not NATS_URL:
+        print('Events: not published (DRILL_NATS_URL is empty), not checked')
     failed = [r for r in results if r['failures']]
     for r in failed:
         print('FAILED %s/%s: %s' % (r['event'], r['mode'], '; '.join(r['failures'])))
+    for m in summaries:
+        if m['failures']:
+            print('FAILED events/%s: %s' % (m['mode'], '; '.join(m['failures'])))
     with open(os.path.join(logdir, 'ha-drill.json'), 'w') as f:
-        json.dump(results, f, indent=1)
-    return 1 if failed or lost_lines else 0
+        json.dump({'results': results, 'events': summaries}, f, indent=1)
+    return 1 if failed or lost_lines or any(m['failures'] for m in summaries) else 0
 
 
 if __name__ == '__main__':
