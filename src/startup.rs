@@ -174,6 +174,7 @@ impl Application {
         let relay = tokio::spawn(events::relay::run(
             pool.clone(),
             settings.events.clone(),
+            events::relay::round_limit(&settings.database, &settings.events),
             relay_wake,
             publishing,
             stop_background.clone(),

@@ -12,6 +12,11 @@
 //! A crash between 3 and 4 republishes those events on the next round, by whichever instance:
 //! JetStream drops them by `Nats-Msg-Id`, or the relay finds them in the stream and skips them.
 //! While NATS is unreachable the relay does not touch the database at all; events wait.
+//!
+//! A round is bounded on the client side ([`round_limit`]) as requests are (`db::deadline`): a
+//! frozen database host never ends a statement, and `statement_timeout`, enforced by that
+//! server, cannot. Past the bound the round's connection is condemned and dropped, and the
+//! next round runs on a new one (on the new primary after a failover).
 
 mod connect;
 mod publish;
@@ -29,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use status::{Publishing, PublishingStatus};
 
-use crate::configuration::EventsSettings;
+use crate::configuration::{DatabaseSettings, EventsSettings};
 use connect::connect;
 use publish::Publisher;
 
@@ -40,11 +45,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// `poll_interval`.
 const SOON_FIRST: Duration = Duration::from_millis(10);
 
+/// How long one round may take: its statements (a connection, the batch read, the position
+/// update and the commit, each well within `statement_timeout` on a server that answers) and
+/// the acknowledgements (`publish_timeout`).
+pub fn round_limit(database: &DatabaseSettings, events: &EventsSettings) -> Duration {
+    database.acquire_timeout + 2 * database.statement_timeout + events.publish_timeout
+}
+
 /// Publishes until `stop` is cancelled. `wake` is notified after this instance commits events;
 /// `status` tells `/readyz` whether NATS is reachable.
 pub async fn run(
     pool: PgPool,
     settings: EventsSettings,
+    round_limit: Duration,
     wake: Arc<Notify>,
     status: PublishingStatus,
     stop: CancellationToken,
@@ -70,6 +83,7 @@ pub async fn run(
     let mut relay = Relay {
         pool,
         settings,
+        round_limit,
         failures: 0,
         retried_stale: false,
         soon: SOON_FIRST,
@@ -132,6 +146,7 @@ enum Again {
 struct Relay {
     pool: PgPool,
     settings: EventsSettings,
+    round_limit: Duration,
     /// Consecutive failed rounds, for the backoff and to log a failure once, not every round.
     failures: u32,
     /// The last round found the stream moved and the next one ran at once: do not spin if
@@ -143,7 +158,27 @@ struct Relay {
 
 impl Relay {
     async fn round(&mut self, publisher: &mut Publisher) -> Again {
-        match self.try_round(publisher).await {
+        let limit = self.round_limit;
+        let mut work = Box::pin(self.try_round(publisher));
+        let finished = tokio::select! {
+            result = &mut work => Some(result),
+            _ = tokio::time::sleep(limit) => None,
+        };
+        let result = match finished {
+            Some(result) => result,
+            None => {
+                // Condemn the connection first, then drop the work that holds it (its
+                // transaction ends with the connection; what was published and not recorded is
+                // published again, and dropped by JetStream).
+                crate::db::connection_lost();
+                Err(anyhow::anyhow!(
+                    "a publishing round did not finish within {} ms; its database connection is closed",
+                    limit.as_millis()
+                ))
+            }
+        };
+        drop(work);
+        match result {
             Ok(again) => {
                 if self.failures > 0 {
                     tracing::info!("events are being published again");

@@ -9,6 +9,7 @@ mod crash;
 mod delivery;
 mod instances;
 mod outage;
+mod stalled;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
