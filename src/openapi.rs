@@ -14,6 +14,7 @@ use std::time::Duration;
 use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
 use actix_web::{web, HttpResponse, ResponseError};
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
@@ -256,6 +257,35 @@ impl Modify for BearerAuth {
     }
 }
 
+/// A nullable member (`Option<T>` of a schema, as `policy` and `limits` in a PATCH) is a `oneOf`
+/// of `null` and the schema, and utoipa puts `null` first; Swagger UI builds a body's example
+/// from the first alternative, so the PATCH example would read `"policy": null`. The schema goes
+/// first; the alternatives, and so what the document accepts, stay the same.
+struct NullLast;
+
+impl Modify for NullLast {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for schema in components.schemas.values_mut() {
+            let RefOr::T(Schema::Object(object)) = schema else {
+                continue;
+            };
+            for member in object.properties.values_mut() {
+                if let RefOr::T(Schema::OneOf(one_of)) = member {
+                    // Stable: the other alternatives keep their order.
+                    one_of.items.sort_by_key(is_null);
+                }
+            }
+        }
+    }
+}
+
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
+}
+
 /// Adds what operations share (see the module's documentation).
 struct Shared {
     retention: Duration,
@@ -432,7 +462,7 @@ impl Shared {
         CustomerType, CustomerStatus, ErrorEnvelope, ErrorBody, ErrorDetails, FieldError,
         EventList, Event, EventActor, EventData, EventType
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &NullLast),
     security(("BearerAuth" = [])),
     tags(
         (name = "Customers", description = "Manage customers who own agents and cards"),
@@ -576,6 +606,25 @@ mod tests {
             .as_str()
             .unwrap()
             .contains(&format!("{} KiB", MAX_BODY_BYTES / 1024)));
+    }
+
+    /// Swagger UI's example of a body follows the first alternative of each `oneOf`.
+    #[test]
+    fn a_nullable_member_lists_its_schema_before_null() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, member, target) in [
+            ("CustomerPatch", "policy", "#/components/schemas/Policy"),
+            ("CustomerPatch", "name", "#/components/schemas/NameIn"),
+            ("Policy", "limits", "#/components/schemas/Limits"),
+        ] {
+            let one_of = schemas[schema]["properties"][member]["oneOf"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{schema}.{member} is not a oneOf"));
+            assert_eq!(one_of.len(), 2, "{schema}.{member}: {one_of:?}");
+            assert_eq!(one_of[0]["$ref"], target, "{schema}.{member}: {one_of:?}");
+            assert_eq!(one_of[1]["type"], "null", "{schema}.{member}: {one_of:?}");
+        }
     }
 
     #[test]
