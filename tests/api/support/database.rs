@@ -98,6 +98,9 @@ static CONTAINER: OnceLock<
 
 const CONTAINER_LABEL: &str = "customers-api-tests.pid";
 
+/// The password of the container's `postgres` user (the module's default).
+const CONTAINER_PASSWORD: &str = "postgres";
+
 async fn start_container() -> anyhow::Result<PgConnectOptions> {
     use testcontainers_modules::postgres::Postgres;
     use testcontainers_modules::testcontainers::runners::AsyncRunner;
@@ -113,7 +116,7 @@ async fn start_container() -> anyhow::Result<PgConnectOptions> {
         .host(&container.get_host().await?.to_string())
         .port(container.get_host_port_ipv4(5432).await?)
         .username("postgres")
-        .password("postgres")
+        .password(CONTAINER_PASSWORD)
         .database("postgres");
     let _ = CONTAINER.set(container);
     Ok(options)
@@ -255,32 +258,35 @@ pub async fn fresh_database_for_binaries() -> (PgPool, String) {
     (connect(&options, 3).await, database_url(&options))
 }
 
-/// A URL for a child process's `DATABASE_URL` naming the database of `options`: `DATABASE_URL`
-/// with another path when the tests use one, else the private server's Unix socket.
+/// A URL for a child process's `DATABASE_URL` naming the database of `options`: the Unix socket
+/// of a private server, the container's address and credentials, else `DATABASE_URL` with
+/// another path.
 pub fn database_url(options: &PgConnectOptions) -> String {
     let database = options.get_database().expect("a database name");
-    match database_url_env() {
-        Some(url) => {
-            let mut url = reqwest::Url::parse(&url).expect("DATABASE_URL is a URL");
-            url.set_path(&format!("/{database}"));
-            url.to_string()
-        }
-        None => {
-            // The private test server listens on a Unix socket only.
-            let socket = options
-                .get_socket()
-                .expect("the private server's socket directory");
-            let mut url = reqwest::Url::parse(&format!(
-                "postgres://{}@localhost:{}/{database}",
-                options.get_username(),
-                options.get_port()
-            ))
-            .expect("a URL");
-            url.query_pairs_mut()
-                .append_pair("host", &socket.to_string_lossy());
-            url.to_string()
-        }
+    if let Some(socket) = options.get_socket() {
+        // A private server (the tests' or a scratch one) listens on a Unix socket only.
+        let mut url = reqwest::Url::parse(&format!(
+            "postgres://{}@localhost:{}/{database}",
+            options.get_username(),
+            options.get_port()
+        ))
+        .expect("a URL");
+        url.query_pairs_mut()
+            .append_pair("host", &socket.to_string_lossy());
+        return url.to_string();
     }
+    if CONTAINER.get().is_some() {
+        return format!(
+            "postgres://{}:{CONTAINER_PASSWORD}@{}:{}/{database}",
+            options.get_username(),
+            options.get_host(),
+            options.get_port()
+        );
+    }
+    let url = database_url_env().expect("a test database reached by TCP comes from DATABASE_URL");
+    let mut url = reqwest::Url::parse(&url).expect("DATABASE_URL is a URL");
+    url.set_path(&format!("/{database}"));
+    url.to_string()
 }
 
 /// Whether the tests run against `DATABASE_URL` (rather than a private PostgreSQL).
