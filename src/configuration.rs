@@ -176,9 +176,10 @@ pub struct RateLimitSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CacheSettings {
-    /// How many customers each instance remembers as the guess of a write's current version
-    /// (customers::recent); 0 turns it off.
-    pub customers: usize,
+    /// The memory, in MiB, each instance gives the customers it remembers as the guess of a
+    /// write's current version (customers::recent); 0 turns it off. A budget of bytes, not a
+    /// count of customers: a customer can weigh from a few hundred bytes to tens of KB.
+    pub customers_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

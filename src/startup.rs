@@ -122,7 +122,7 @@ impl Application {
             cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
             relay_wake: relay_wake.clone(),
             publishing: publishing.clone(),
-            recent: Recent::new(settings.cache.customers),
+            recent: Recent::new(settings.cache.customers_mib.saturating_mul(1024 * 1024)),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
         let gate_for_tasks = gate.clone();

@@ -86,7 +86,7 @@ pub async fn retrieve(
     let as_of = as_of_instant(req.query_string())?;
     let id = CustomerId::parse(&id).ok_or_else(ApiError::not_found)?;
     let mut conn = crate::db::acquire(&state.pool).await?;
-    let customer = repo::find(&mut *conn, tenant, &id)
+    let customer = repo::find_to_show(&mut *conn, tenant, &id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     let (body, version) = match as_of {

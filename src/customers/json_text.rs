@@ -8,8 +8,9 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use sqlx::postgres::{PgTypeInfo, PgValueRef};
+use sqlx::postgres::{PgTypeInfo, PgValueFormat, PgValueRef};
 use sqlx::Postgres;
+use sqlx::TypeInfo;
 
 /// A JSON member of a customer, built or as stored.
 #[derive(Debug, Clone, Copy)]
@@ -46,29 +47,44 @@ impl sqlx::Type<Postgres> for StoredJson {
 
 impl<'r> sqlx::Decode<'r, Postgres> for StoredJson {
     fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let stored = <sqlx::types::Json<&RawValue> as sqlx::Decode<Postgres>>::decode(value)?;
-        Ok(StoredJson(RawValue::from_string(compact(stored.0.get()))?))
+        let jsonb = value.format() == PgValueFormat::Binary
+            && sqlx::ValueRef::type_info(&value).name() == "JSONB";
+        let mut bytes = value.as_bytes()?;
+        if jsonb {
+            // jsonb's binary form is a version byte (1), then the text.
+            bytes = match bytes.split_first() {
+                Some((1, text)) => text,
+                _ => return Err("unsupported jsonb format version".into()),
+            };
+        }
+        // Parsed once, here: RawValue checks that the text is one JSON value.
+        let text = std::str::from_utf8(bytes)?;
+        Ok(StoredJson(RawValue::from_string(compact(text))?))
     }
 }
 
-/// `json` without the whitespace outside its strings.
+/// `json` without the whitespace outside its strings, copied in runs: the bytes looked at are
+/// all ASCII, and no byte of a multi-byte UTF-8 character is, so every cut is a char boundary.
 fn compact(json: &str) -> String {
     let mut out = String::with_capacity(json.len());
     let (mut in_string, mut escaped) = (false, false);
-    for c in json.chars() {
+    let mut run = 0;
+    for (i, b) in json.bytes().enumerate() {
         if in_string {
-            out.push(c);
-            match c {
+            match b {
                 _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
                 _ => {}
             }
-        } else if !c.is_ascii_whitespace() {
-            in_string = c == '"';
-            out.push(c);
+        } else if b.is_ascii_whitespace() {
+            out.push_str(&json[run..i]);
+            run = i + 1;
+        } else if b == b'"' {
+            in_string = true;
         }
     }
+    out.push_str(&json[run..]);
     out
 }
 
@@ -113,6 +129,11 @@ mod tests {
         assert_eq!(
             compact(r#"{"a": [1, {"b c": "x \" y, z"}], "dd": null}"#),
             r#"{"a":[1,{"b c":"x \" y, z"}],"dd":null}"#
+        );
+        // Multi-byte characters next to cuts, an escaped backslash before a closing quote.
+        assert_eq!(
+            compact("{\"é\": \"ü ß\", \"k\\\\\": [\"日本 \", 2] }"),
+            "{\"é\":\"ü ß\",\"k\\\\\":[\"日本 \",2]}"
         );
     }
 

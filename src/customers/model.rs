@@ -50,6 +50,29 @@ impl Member for StoredJson {
     }
 }
 
+impl<J> Customer<J> {
+    /// The same customer with its JSON members converted by `convert` (e.g. to text and back).
+    pub fn try_map_json<K, E>(
+        &self,
+        convert: impl Fn(&J) -> Result<K, E>,
+    ) -> Result<Customer<K>, E> {
+        Ok(Customer {
+            id: self.id.clone(),
+            kind: self.kind,
+            status: self.status,
+            email: self.email.clone(),
+            phone: self.phone.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            policy: self.policy.as_ref().map(&convert).transpose()?,
+            metadata: convert(&self.metadata)?,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
 impl<J: Member> Customer<J> {
     pub fn out(&self) -> CustomerOut<'_> {
         CustomerOut {
@@ -67,6 +90,11 @@ impl<J: Member> Customer<J> {
             created_at: timestamp(&self.created_at),
             updated_at: timestamp(&self.updated_at),
         }
+    }
+
+    /// The response body for this customer.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.out()).expect("a customer always serialises")
     }
 }
 
@@ -232,11 +260,6 @@ impl Customer {
         self.last_name = last_name;
         self.policy = policy;
         self.metadata = metadata;
-    }
-
-    /// The response body for this customer.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.out()).expect("a customer always serialises")
     }
 
     pub fn is_deleted(&self) -> bool {

@@ -5,72 +5,93 @@
 //! customer since) loses the compare-and-set, and the write then reads the customer and goes on
 //! exactly as without the cache (`service::change`).
 //!
-//! Entries are compact (the policy and metadata as JSON text, parsed again when used), so that
-//! the default capacity of 100,000 customers costs tens of MB; `cache.customers = 0` turns it off.
+//! Entries are compact (the policy and metadata as JSON text, parsed again when used) and the
+//! cache is bounded by their weight in bytes, not by their number: a customer of an ordinary
+//! policy is about 1 KB, the largest the rules allow tens of KB, so a count would bound nothing.
+//! `cache.customers_mib` sets the budget; 0 turns it off.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::domain::CustomerId;
-use super::model::Customer;
+use super::model::{Customer, Member};
 use crate::tenant::Tenant;
 
+type Key = (Tenant, CustomerId);
+
 pub struct Recent {
-    entries: Option<quick_cache::sync::Cache<(Tenant, CustomerId), Arc<Entry>>>,
+    entries: Option<quick_cache::sync::Cache<Key, Arc<Entry>, Weight>>,
 }
 
 /// A customer with its JSON members as text.
-struct Entry {
-    customer: Customer,
-    policy: Option<Box<str>>,
-    metadata: Box<str>,
+type Entry = Customer<Box<str>>;
+
+/// What an entry takes in memory, about: its text and the fixed parts of the key, the entry and
+/// the cache's own slot (docs/performance.md#memory has the measurement behind the figure).
+#[derive(Clone)]
+struct Weight;
+
+/// The fixed part: the key and entry structs, the `Arc`, the cache's slot and allocator rounding.
+const FIXED_BYTES: u64 = 512;
+
+impl quick_cache::Weighter<Key, Arc<Entry>> for Weight {
+    fn weight(&self, (tenant, id): &Key, entry: &Arc<Entry>) -> u64 {
+        let text = [
+            tenant.org.len(),
+            2 * id.as_str().len(),
+            entry.email.as_ref().map_or(0, String::len),
+            entry.phone.as_ref().map_or(0, String::len),
+            entry.first_name.as_ref().map_or(0, String::len),
+            entry.last_name.as_ref().map_or(0, String::len),
+            entry.policy.as_ref().map_or(0, |p| p.len()),
+            entry.metadata.len(),
+        ];
+        FIXED_BYTES + text.iter().sum::<usize>() as u64
+    }
 }
 
 impl Recent {
-    /// Room for `capacity` customers; 0: remembers nothing.
-    pub fn new(capacity: usize) -> Self {
+    /// Room for customers weighing up to `bytes`; 0: remembers nothing.
+    pub fn new(bytes: u64) -> Self {
         Self {
-            entries: (capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)),
+            entries: (bytes > 0).then(|| {
+                // An estimate for the table's initial size only; the weight is the bound.
+                let items = usize::try_from(bytes / 1024).unwrap_or(usize::MAX).max(16);
+                quick_cache::sync::Cache::with_weighter(items, bytes, Weight)
+            }),
         }
     }
 
     /// Remembers `customer` as the latest this instance saw of it.
-    pub fn remember(&self, tenant: &Tenant, customer: &Customer) {
+    pub fn remember(&self, tenant: &Tenant, customer: &Customer<impl Member>) {
         let Some(entries) = &self.entries else {
             return;
         };
-        let mut compact = customer.clone();
-        let policy = compact
-            .policy
-            .take()
-            .map(|p| p.to_string().into_boxed_str());
-        let metadata = std::mem::take(&mut compact.metadata)
-            .to_string()
-            .into_boxed_str();
         let key = (tenant.clone(), customer.id.clone());
-        let entry = Arc::new(Entry {
-            customer: compact,
-            policy,
-            metadata,
-        });
-        // Never replace a newer version with an older one (two requests finishing out of order).
-        match entries.get(&key) {
-            Some(known) if known.customer.version > customer.version => {}
-            _ => entries.insert(key, entry),
+        // Never replace a newer version with an older one (two requests finishing out of
+        // order), and do not build again the entry of the version already held: a version is
+        // one content, and most GETs are of customers that did not change since.
+        if entries
+            .get(&key)
+            .is_some_and(|known| known.version >= customer.version)
+        {
+            return;
         }
+        let entry = customer
+            .try_map_json(|json| serde_json::to_string(&json.text()).map(String::into_boxed_str));
+        let Ok(entry) = entry else {
+            return;
+        };
+        entries.insert(key, Arc::new(entry));
     }
 
     /// The latest this instance saw of the customer, if it remembers one.
     pub fn recall(&self, tenant: &Tenant, id: &CustomerId) -> Option<Customer> {
         let entry = self.entries.as_ref()?.get(&(tenant.clone(), id.clone()))?;
-        let mut customer = entry.customer.clone();
-        customer.policy = match &entry.policy {
-            Some(text) => Some(serde_json::from_str(text).ok()?),
-            None => None,
-        };
-        customer.metadata = serde_json::from_str::<Value>(&entry.metadata).ok()?;
-        Some(customer)
+        entry
+            .try_map_json(|text| serde_json::from_str::<Value>(text))
+            .ok()
     }
 }
 
@@ -91,7 +112,7 @@ mod tests {
 
     #[test]
     fn it_gives_back_what_it_was_given_and_never_an_older_version() {
-        let recent = Recent::new(10);
+        let recent = Recent::new(1 << 20);
         let (id, at) = CustomerId::generate();
         let values = CustomerValues {
             policy: Some(json!({"limits": {"perDay": 5}})),
@@ -110,5 +131,35 @@ mod tests {
             Version::new(2)
         );
         assert_eq!(Recent::new(0).recall(&tenant("a"), &id), None);
+    }
+
+    /// Large customers fill the budget with fewer entries: the bound is bytes, whatever the
+    /// customers weigh.
+    #[test]
+    fn the_budget_bounds_the_weight_not_the_count() {
+        let budget = 256 * 1024;
+        let recent = Recent::new(budget);
+        let large = json!({ "notes": "x".repeat(10_000) });
+        for _ in 0..200 {
+            let (id, at) = CustomerId::generate();
+            let values = CustomerValues {
+                metadata: large.clone(),
+                ..Default::default()
+            };
+            let customer = Customer::new(id, CustomerType::Consumer, values, at);
+            recent.remember(&tenant("a"), &customer);
+        }
+        let entries = recent.entries.as_ref().unwrap();
+        assert!(
+            entries.weight() <= budget,
+            "{} > {budget}",
+            entries.weight()
+        );
+        // 200 customers of 10 KB each would be 2 MB; about 25 fit.
+        assert!(
+            (10..=26).contains(&entries.len()),
+            "{} entries",
+            entries.len()
+        );
     }
 }

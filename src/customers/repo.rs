@@ -17,31 +17,58 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
 use super::domain::{CustomerId, CustomerStatus, CustomerType, Version};
+use super::json_text::StoredJson;
 use super::model::{Customer, ListedCustomer};
 use crate::events::EventRecord;
 use crate::idempotency::{query_claiming, query_saving, Claim, ReadWithClaim, SaveReply};
 use crate::tenant::Tenant;
 
+/// The SELECT of one customer by id, with its JSON members either decoded (`"policy, metadata"`
+/// into a [`Customer`]) or as stored text (into a [`ListedCustomer`]).
+macro_rules! select_by_id {
+    ($out:ty, $json_members:tt, $db:expr, $tenant:expr, $id:expr) => {
+        sqlx::query_as!(
+            $out,
+            r#"SELECT id AS "id: CustomerId", type AS "kind: CustomerType",
+                      status AS "status: CustomerStatus", email, phone, first_name, last_name, "#
+                + $json_members
+                + r#", version AS "version: Version", created_at, updated_at
+                 FROM customers
+                WHERE org_id = $1 AND mode = $2
+                  AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+                  AND id = $3"#,
+            $tenant.org,
+            $tenant.mode.as_str(),
+            $id.as_str()
+        )
+        .fetch_optional($db)
+        .await
+    };
+}
+
+/// The customer, to work with (merge, validate, compare).
 pub async fn find(
     db: impl PgExecutor<'_>,
     tenant: &Tenant,
     id: &CustomerId,
 ) -> Result<Option<Customer>, sqlx::Error> {
-    sqlx::query_as!(
-        Customer,
-        r#"SELECT id AS "id: CustomerId", type AS "kind: CustomerType",
-                  status AS "status: CustomerStatus", email, phone, first_name, last_name,
-                  policy, metadata, version AS "version: Version", created_at, updated_at
-             FROM customers
-            WHERE org_id = $1 AND mode = $2
-              AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-              AND id = $3"#,
-        tenant.org,
-        tenant.mode.as_str(),
-        id.as_str()
+    select_by_id!(Customer, "policy, metadata", db, tenant, id)
+}
+
+/// The customer, to show it (GET): its policy and metadata passed through as stored, not decoded
+/// and encoded again.
+pub async fn find_to_show(
+    db: impl PgExecutor<'_>,
+    tenant: &Tenant,
+    id: &CustomerId,
+) -> Result<Option<ListedCustomer>, sqlx::Error> {
+    select_by_id!(
+        ListedCustomer,
+        r#"policy AS "policy: StoredJson", metadata AS "metadata: StoredJson""#,
+        db,
+        tenant,
+        id
     )
-    .fetch_optional(db)
-    .await
 }
 
 /// Locks the customer's row until the transaction ends: used when optimistic writes keep

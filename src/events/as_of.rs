@@ -16,7 +16,7 @@ use sqlx::PgConnection;
 use super::repo::{self, StoredEvent};
 use crate::customers::domain::{CustomerId, CustomerStatus, CustomerType, Version};
 use crate::customers::input::BodyKind;
-use crate::customers::model::Customer;
+use crate::customers::model::{Customer, Member};
 use crate::customers::patch::{self, Outcome};
 use crate::error::ApiError;
 use crate::tenant::Tenant;
@@ -26,7 +26,7 @@ pub async fn customer_as_of(
     conn: &mut PgConnection,
     tenant: &Tenant,
     id: &CustomerId,
-    current: &Customer,
+    current: &Customer<impl Member>,
     at: DateTime<Utc>,
 ) -> Result<(Vec<u8>, Version), ApiError> {
     if at < current.created_at {

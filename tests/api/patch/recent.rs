@@ -22,7 +22,7 @@ async fn a_patch_writes_from_what_the_instance_remembers_without_reading() {
     assert_eq!(after["metadata"], json!({"a": 1, "b": 2}), "{after}");
 
     // Without the cache the PATCH reads first and merges into what is stored.
-    let app = spawn_app_with(|s| s.cache.customers = 0).await;
+    let app = spawn_app_with(|s| s.cache.customers_mib = 0).await;
     let id = app.create_id(json!({"metadata": {"a": 1}})).await;
     sqlx::query("UPDATE customers SET metadata = '{\"a\": 1, \"behind\": true}' WHERE id = $1")
         .bind(&id)
