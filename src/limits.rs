@@ -1,5 +1,5 @@
 //! The limits of the API, named once: the code enforces these values and the OpenAPI document
-//! quotes them (`openapi.rs` builds its texts from them; a test there checks the numbers the
+//! quotes them (`src/openapi/` builds its texts from them; a test there checks the numbers the
 //! schema attributes carry). The rules themselves are described in docs/api-rules.md.
 
 /// Largest request body; a larger one is 413 `payload_too_large`.

@@ -1,6 +1,6 @@
 //! The customer routes: each handler extracts what the request says, calls the service, and
 //! renders the answer. The errors, headers and the `Idempotency-Key` parameter that many routes
-//! share are declared once, in `openapi.rs`.
+//! share are declared once, in `src/openapi/operations.rs`.
 
 use actix_web::http::header::ETAG;
 use actix_web::http::Method;

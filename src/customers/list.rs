@@ -12,7 +12,7 @@ use crate::limits::{EMAIL_MAX_CHARS, PAGE_SIZE_DEFAULT};
 use crate::query;
 use crate::tenant::Tenant;
 
-/// The listing's parameters, for the OpenAPI document (`openapi.rs` checks the numbers against
+/// The listing's parameters, for the OpenAPI document (`src/openapi/` checks the numbers against
 /// `limits`).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]

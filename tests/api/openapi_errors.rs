@@ -1,7 +1,7 @@
 //! `/openapi.json` lists, for each operation, exactly the error statuses and codes it can
 //! answer — no more (a code copied from another route), no fewer — and the headers and
 //! parameters the routes share. The expectation is written here from the API rules, apart
-//! from the table in `src/openapi.rs` that produces the document.
+//! from the table in `src/openapi/operations.rs` that produces the document.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,35 +1,22 @@
-//! The service's own OpenAPI 3.1 document, generated from the handlers' annotations and the API
-//! types (utoipa), and the `/docs` page that renders it with a vendored Swagger UI, so it works
-//! with no internet.
-//!
-//! A handler's annotation says only what is its own (path, body, success response). What many
-//! operations share is declared once, in [`OPERATIONS`] and [`Shared`]: the scope each needs,
-//! the errors each can answer (status and codes, from `ApiError`'s one mapping), the
-//! `X-Request-Id`/`RateLimit-*`/`ETag`/`Idempotent-Replayed` headers, and the `Idempotency-Key`
-//! and `If-Match` parameters, with texts built from the limits and the configuration.
+//! What the operations share, declared once and added to the generated document ([`Shared`]):
+//! per operation ([`OPERATIONS`]) the scope it needs, the errors it can answer (status and codes,
+//! from `ApiError`'s one mapping), the `X-Request-Id`/`RateLimit-*`/`ETag`/`Idempotent-Replayed`
+//! headers, and the `Idempotency-Key` and `If-Match` parameters, with texts built from the
+//! limits and the configuration.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actix_web::http::header::{CacheControl, CacheDirective, ContentType};
-use actix_web::{web, HttpResponse, ResponseError};
+use actix_web::ResponseError;
 use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{SchemaType, Type};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
 };
-use utoipa::{Modify, OpenApi, PartialSchema};
+use utoipa::{Modify, PartialSchema};
 
 use crate::auth::Scope;
-use crate::configuration::Settings;
-use crate::customers::domain::{CustomerStatus, CustomerType};
-use crate::customers::handlers;
-use crate::customers::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, NameOut};
-use crate::customers::validation::{Limits, Policy};
-use crate::error::{ApiError, ErrorBody, ErrorDetails, ErrorEnvelope, FieldError};
-use crate::events::handlers::{self as events_handlers, Event, EventActor, EventData, EventList};
-use crate::events::EventType;
+use crate::error::{ApiError, FieldError};
 use crate::limits::{MAX_BODY_BYTES, TOKEN_MAX_BYTES};
 
 /// What an operation needs and can answer, besides its success.
@@ -243,52 +230,9 @@ fn explain(code: &str) -> String {
     }
 }
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.bearer_format = Some("JWT".into());
-        scheme.description = Some(
-            "A JWT with claims sub, org, mode (test|live), scope (customers:read, customers:write, customers:admin) and exp, chosen by kid. customers:write implies customers:read; customers:admin implies both.".into(),
-        );
-        components.add_security_scheme("BearerAuth", SecurityScheme::Http(scheme));
-    }
-}
-
-/// A nullable member (`Option<T>` of a schema, as `policy` and `limits` in a PATCH) is a `oneOf`
-/// of `null` and the schema, and utoipa puts `null` first; Swagger UI builds a body's example
-/// from the first alternative, so the PATCH example would read `"policy": null`. The schema goes
-/// first; the alternatives, and so what the document accepts, stay the same.
-struct NullLast;
-
-impl Modify for NullLast {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let Some(components) = openapi.components.as_mut() else {
-            return;
-        };
-        for schema in components.schemas.values_mut() {
-            let RefOr::T(Schema::Object(object)) = schema else {
-                continue;
-            };
-            for member in object.properties.values_mut() {
-                if let RefOr::T(Schema::OneOf(one_of)) = member {
-                    // Stable: the other alternatives keep their order.
-                    one_of.items.sort_by_key(is_null);
-                }
-            }
-        }
-    }
-}
-
-fn is_null(schema: &RefOr<Schema>) -> bool {
-    matches!(schema, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null))
-}
-
 /// Adds what operations share (see the module's documentation).
-struct Shared {
-    retention: Duration,
+pub(super) struct Shared {
+    pub(super) retention: Duration,
 }
 
 impl Modify for Shared {
@@ -437,211 +381,5 @@ impl Shared {
                 );
             }
         }
-    }
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "customers-api",
-        version = "1.0.0",
-        description = "Customers and their spending policies. Compatible with the Customers part of the Proxy API; see docs/api-rules.md for the rules."
-    ),
-    paths(
-        handlers::create,
-        handlers::list,
-        handlers::retrieve,
-        handlers::update,
-        handlers::delete,
-        handlers::activate,
-        events_handlers::history,
-        events_handlers::feed
-    ),
-    components(schemas(
-        CustomerOut, CustomerIn, CustomerPatch, CustomerList, NameOut, Policy, Limits,
-        CustomerType, CustomerStatus, ErrorEnvelope, ErrorBody, ErrorDetails, FieldError,
-        EventList, Event, EventActor, EventData, EventType
-    )),
-    modifiers(&BearerAuth, &NullLast),
-    security(("BearerAuth" = [])),
-    tags(
-        (name = "Customers", description = "Manage customers who own agents and cards"),
-        (name = "Events", description = "Every change to a customer: its history, as-of reads, and the tenant's feed")
-    )
-)]
-struct ApiDoc;
-
-/// The document as served, built once at start-up from the configuration it quotes.
-pub struct OpenApiDocument {
-    json: String,
-}
-
-impl OpenApiDocument {
-    pub fn build(settings: &Settings) -> Self {
-        Self {
-            json: Self::value(settings)
-                .to_pretty_json()
-                .expect("the OpenAPI document serialises"),
-        }
-    }
-
-    fn value(settings: &Settings) -> utoipa::openapi::OpenApi {
-        let mut doc = ApiDoc::openapi();
-        Shared {
-            retention: settings.idempotency.retention,
-        }
-        .modify(&mut doc);
-        doc
-    }
-}
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        crate::request_context::resource("/openapi.json").route(web::get().to(openapi_json)),
-    )
-    .service(web::resource(["/docs", "/docs/"]).route(web::get().to(docs_page)))
-    .service(
-        crate::request_context::resource("/docs/assets/{file}").route(web::get().to(docs_asset)),
-    );
-}
-
-async fn openapi_json(document: web::Data<OpenApiDocument>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(document.json.clone())
-}
-
-const DOCS_HTML: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-  <meta charset="utf-8">
-  <title>customers-api — API reference</title>
-  <meta name="viewport" content="width=device-width, initial-scale=1">
-  <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
-</head>
-<body>
-  <div id="swagger-ui"></div>
-  <script src="/docs/assets/swagger-ui-bundle.js"></script>
-  <script src="/docs/assets/docs.js"></script>
-</body>
-</html>
-"#;
-
-/// Swagger UI's start-up: the document from this service, operations listed, models expanded.
-const DOCS_JS: &str = r##"window.ui = SwaggerUIBundle({
-  url: "/openapi.json",
-  dom_id: "#swagger-ui",
-  deepLinking: true,
-  docExpansion: "list",
-  defaultModelsExpandDepth: 2,
-  defaultModelExpandDepth: 3,
-  validatorUrl: null
-});
-"##;
-
-async fn docs_page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::html())
-        .body(DOCS_HTML)
-}
-
-async fn docs_asset(file: web::Path<String>) -> HttpResponse {
-    let (body, content_type): (&'static [u8], &str) = match file.as_str() {
-        "swagger-ui-bundle.js" => (
-            include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js"),
-            "text/javascript; charset=utf-8",
-        ),
-        "swagger-ui.css" => (
-            include_bytes!("../assets/swagger-ui/swagger-ui.css"),
-            "text/css; charset=utf-8",
-        ),
-        "docs.js" => (DOCS_JS.as_bytes(), "text/javascript; charset=utf-8"),
-        _ => return ApiError::NotFound("no such asset").error_response(),
-    };
-    HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header(CacheControl(vec![
-            CacheDirective::Public,
-            CacheDirective::MaxAge(3600),
-        ]))
-        .body(body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::limits::{MAX_CENTS, PAGE_SIZE_MAX};
-    use serde_json::Value;
-
-    fn document() -> Value {
-        let settings = Settings::load().expect("the default configuration loads");
-        serde_json::from_str(&OpenApiDocument::build(&settings).json).unwrap()
-    }
-
-    /// The numbers the schema attributes carry (utoipa takes literals there) are the limits the
-    /// code enforces.
-    #[test]
-    fn the_document_quotes_the_limits() {
-        let doc = document();
-        let limit = doc["paths"]["/v1/customers"]["get"]["parameters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "limit")
-            .unwrap()
-            .clone();
-        assert_eq!(limit["schema"]["maximum"], PAGE_SIZE_MAX);
-        assert_eq!(limit["schema"]["minimum"], 1);
-        let limits = &doc["components"]["schemas"]["Limits"]["properties"];
-        for field in ["perAuth", "perDay", "perMonth"] {
-            assert_eq!(limits[field]["maximum"].as_f64(), Some(MAX_CENTS as f64));
-        }
-        let policy = &doc["components"]["schemas"]["Policy"]["properties"];
-        assert_eq!(
-            policy["autoApproveBelow"]["maximum"].as_f64(),
-            Some(MAX_CENTS as f64)
-        );
-        let too_large = &doc["paths"]["/v1/customers"]["post"]["responses"]["413"];
-        assert!(too_large["description"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("{} KiB", MAX_BODY_BYTES / 1024)));
-    }
-
-    /// Swagger UI's example of a body follows the first alternative of each `oneOf`.
-    #[test]
-    fn a_nullable_member_lists_its_schema_before_null() {
-        let doc = document();
-        let schemas = &doc["components"]["schemas"];
-        for (schema, member, target) in [
-            ("CustomerPatch", "policy", "#/components/schemas/Policy"),
-            ("CustomerPatch", "name", "#/components/schemas/NameIn"),
-            ("Policy", "limits", "#/components/schemas/Limits"),
-        ] {
-            let one_of = schemas[schema]["properties"][member]["oneOf"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{schema}.{member} is not a oneOf"));
-            assert_eq!(one_of.len(), 2, "{schema}.{member}: {one_of:?}");
-            assert_eq!(one_of[0]["$ref"], target, "{schema}.{member}: {one_of:?}");
-            assert_eq!(one_of[1]["type"], "null", "{schema}.{member}: {one_of:?}");
-        }
-    }
-
-    #[test]
-    fn the_idempotency_key_quotes_the_configured_retention() {
-        let mut settings = Settings::load().unwrap();
-        settings.idempotency.retention = Duration::from_secs(3 * 3600);
-        let doc: Value = serde_json::from_str(&OpenApiDocument::build(&settings).json).unwrap();
-        let parameters = doc["paths"]["/v1/customers"]["post"]["parameters"]
-            .as_array()
-            .unwrap();
-        let key = parameters
-            .iter()
-            .find(|p| p["name"] == "Idempotency-Key")
-            .unwrap();
-        assert!(
-            key["description"].as_str().unwrap().contains("kept 3h"),
-            "{key}"
-        );
     }
 }
