@@ -33,13 +33,14 @@ use crate::error::ApiError;
 use crate::request_context;
 use crate::tenant::Tenant;
 
-/// 404 unless the customer is in the tenant (deleted ones are).
+/// 404 unless the customer is in the tenant (deleted ones are). Reads the row as shown, so its
+/// JSON members are not decoded for nothing.
 pub async fn exists(
     conn: &mut PgConnection,
     tenant: &Tenant,
     id: &domain::CustomerId,
 ) -> Result<(), ApiError> {
-    repo::find(conn, tenant, id)
+    repo::find_to_show(conn, tenant, id)
         .await?
         .map(|_| ())
         .ok_or_else(ApiError::not_found)
