@@ -90,6 +90,27 @@ text_enum! {
     CustomerStatus { Pending = "pending", Active = "active", Deleted = "deleted" }
 }
 
+/// The transaction that wrote a stored version of a customer: PostgreSQL's `xmin` of its row,
+/// read with every customer. A write that starts from a remembered customer (a guess) makes its
+/// compare-and-set on the version *and* this, so a guess only wins when it is the very row
+/// version that committed, never a version of the same number with other content — one that
+/// never committed (a write whose COMMIT failed), or one lost with a failed-over primary
+/// (docs/reliability.md#the-write-cache explains why this is sound).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::Type)]
+#[sqlx(transparent)]
+pub struct Xmin(i64);
+
+impl Xmin {
+    pub fn get(self) -> i64 {
+        self.0
+    }
+
+    #[cfg(test)]
+    pub fn new_for_tests(xmin: i64) -> Self {
+        Xmin(xmin)
+    }
+}
+
 /// The customer's version: 1 at creation, one more with every change. Its strong ETag is the
 /// number in quotes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, sqlx::Type)]

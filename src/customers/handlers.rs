@@ -16,11 +16,11 @@ use super::input;
 use super::list::{ListParams, ListPosition, ListQuery};
 use super::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, ListedCustomer};
 use super::repo::{self, FindClaiming};
-use super::service::{self, Target};
+use super::service::{self, Done, Target};
 use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
 use crate::events::{self, Origin};
-use crate::idempotency::{Begun, KeyedRequest, Reply, Write};
+use crate::idempotency::{Begun, KeyedRequest, Write};
 use crate::json_body::JsonBody;
 use crate::state::AppState;
 use crate::tenant::Tenant;
@@ -55,8 +55,11 @@ pub async fn create(
         Begun::Replay(response) => return Ok(response),
     };
     let origin = origin(&caller, &state, write.key());
-    let outcome = service::create(&mut write, &origin, &state.recent, &body).await;
-    finished(&state, write.finish(outcome).await)
+    let writing = state.recent.writing(tenant, None);
+    let (outcome, written) = Done::split(service::create(&mut write, &origin, &body).await);
+    let response = write.finish(outcome).await;
+    writing.settle(written.as_ref(), response.is_ok());
+    finished(&state, response)
 }
 
 #[derive(IntoParams)]
@@ -192,15 +195,21 @@ async fn write_one(
     tenant: &Tenant,
     id: &str,
     body: Option<&Map<String, Value>>,
-    change: impl AsyncFnOnce(&mut Write, Target<'_>, &Origin) -> Result<Reply, ApiError>,
+    change: impl AsyncFnOnce(&mut Write, Target<'_>, &Origin) -> Result<Done, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let (mut write, target) = match begin_one(req, state, tenant, id, body).await? {
         Begun::Fresh(write, target) => (write, target),
         Begun::Replay(response) => return Ok(response),
     };
     let origin = origin(caller, state, write.key());
-    let outcome = change(&mut write, target, &origin).await;
-    finished(state, write.finish(outcome).await)
+    // Only once the write has finished is it known whether the version written committed (an
+    // error at COMMIT, a lost connection or the deadline leave it unknown): remembered if so,
+    // else the customer is forgotten.
+    let writing = state.recent.writing(tenant, target.id.as_ref());
+    let (outcome, written) = Done::split(change(&mut write, target, &origin).await);
+    let response = write.finish(outcome).await;
+    writing.settle(written.as_ref(), response.is_ok());
+    finished(state, response)
 }
 
 /// After a write committed: the relay publishes its event at once.

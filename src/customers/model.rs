@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::domain::{CustomerId, CustomerStatus, CustomerType, Version};
+use super::domain::{CustomerId, CustomerStatus, CustomerType, Version, Xmin};
 use super::json_text::{JsonText, StoredJson};
 use super::validation::{CustomerFields, Name, Policy};
 
@@ -28,6 +28,10 @@ pub struct Customer<J = Value> {
     pub version: Version,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The transaction that wrote this version, when it was read from or written to the
+    /// database; `None` for a version not stored yet (and in list pages, which never need it).
+    #[sqlx(default)]
+    pub xmin: Option<Xmin>,
 }
 
 /// A customer as a list page shows it: its policy and metadata passed through as stored.
@@ -69,6 +73,7 @@ impl<J> Customer<J> {
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            xmin: self.xmin,
         })
     }
 }
@@ -230,6 +235,7 @@ impl Customer {
             version: Version::FIRST,
             created_at,
             updated_at: created_at,
+            xmin: None,
         }
     }
 
@@ -241,6 +247,7 @@ impl Customer {
         change(&mut next);
         next.version = self.version.next();
         next.updated_at = at.max(self.updated_at);
+        next.xmin = None;
         next
     }
 

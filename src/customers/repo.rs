@@ -16,7 +16,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 
-use super::domain::{CustomerId, CustomerStatus, CustomerType, Version};
+use super::domain::{CustomerId, CustomerStatus, CustomerType, Version, Xmin};
 use super::json_text::StoredJson;
 use super::model::{Customer, ListedCustomer};
 use crate::events::EventRecord;
@@ -32,7 +32,8 @@ macro_rules! select_by_id {
             r#"SELECT id AS "id: CustomerId", type AS "kind: CustomerType",
                       status AS "status: CustomerStatus", email, phone, first_name, last_name, "#
                 + $json_members
-                + r#", version AS "version: Version", created_at, updated_at
+                + r#", version AS "version: Version", created_at, updated_at,
+                      xmin::text::bigint AS "xmin: Xmin"
                  FROM customers
                 WHERE org_id = $1 AND mode = $2
                   AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
@@ -112,7 +113,7 @@ impl ReadWithClaim for FindClaiming<'_> {
                       c.status AS "status?: CustomerStatus", c.email, c.phone, c.first_name,
                       c.last_name, c.policy, c.metadata AS "metadata?",
                       c.version AS "version?: Version", c.created_at AS "created_at?",
-                      c.updated_at AS "updated_at?"
+                      c.updated_at AS "updated_at?", c.xmin::text::bigint AS "xmin?: Xmin"
                  FROM (SELECT 1) AS one
                  LEFT JOIN customers c ON c.org_id = $1 AND c.mode = $2 AND c.id = $7
                 WHERE (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL"#,
@@ -150,6 +151,7 @@ impl ReadWithClaim for FindClaiming<'_> {
                 version,
                 created_at,
                 updated_at,
+                xmin: row.xmin,
             }),
             _ => None,
         };
@@ -158,7 +160,8 @@ impl ReadWithClaim for FindClaiming<'_> {
 }
 
 /// `idempotency::query_saving!` of a customer write: the CTE `written` (`$mutation`, which
-/// must return the row's `id`, `version`, `updated_at` and `event_xid`), then the CTE `event`,
+/// must return the row's `id`, `version`, `updated_at`, `event_xid` and `xmin` as a bigint —
+/// the transaction that wrote it, see [`Xmin`]), then the CTE `event`,
 /// which records the change's event in the same statement, then the save of the reply.
 ///
 /// Parameters: `$1`–`$7` the save's (`$1`, `$2` the tenant), `$8` the event's id, `$9` its
@@ -180,7 +183,7 @@ macro_rules! query_writing {
                         AND set_config('app.tenant', $2 || '/' || $1, true) IS NOT NULL
                  )"
             ],
-            r#"SELECT EXISTS (SELECT 1 FROM written) AS "written!",
+            r#"SELECT (SELECT xmin FROM written) AS "xmin: Xmin",
                       EXISTS (SELECT 1 FROM saved) AS "saved!""#,
             $event.id(),
             $event.kind(),
@@ -192,8 +195,8 @@ macro_rules! query_writing {
 
 /// What a write statement did.
 pub struct Written {
-    /// The customer was written (a compare-and-set can lose).
-    pub written: bool,
+    /// The transaction that wrote the customer; `None`: not written (a compare-and-set lost).
+    pub xmin: Option<Xmin>,
     /// The reply was stored under the request's idempotency key.
     pub saved: bool,
 }
@@ -215,7 +218,7 @@ pub async fn insert(
          SELECT $1, $2, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
                 pg_current_xact_id()::text::bigint
           WHERE set_config('app.tenant', $2 || '/' || $1, true) IS NOT NULL
-         RETURNING id, version, updated_at, event_xid",
+         RETURNING id, version, updated_at, event_xid, xmin::text::bigint AS xmin",
         new.id.as_str(),
         new.kind.as_str(),
         new.status.as_str(),
@@ -232,22 +235,23 @@ pub async fn insert(
     .fetch_one(conn)
     .await?;
     Ok(Written {
-        written: row.written,
+        xmin: row.xmin,
         saved: row.saved,
     })
 }
 
-/// Compare-and-set: writes `next` only if the customer is still at version `expected` (the
-/// service never makes a next version of a deleted customer, and the version proves it has not
-/// been deleted since it was read), with the change's event and the reply of a keyed request in
-/// the same statement. The statement states no status condition: one would let it be planned
+/// Compare-and-set: writes `next` only if the customer's row is still the one `expected` names
+/// — the same version, written by the same transaction ([`Xmin`]), so a remembered guess of
+/// the same number but other content never wins (the service never makes a next version of a
+/// deleted customer, and the version proves it has not been deleted since it was read), with
+/// the change's event and the reply of a keyed request in the same statement. The statement states no status condition: one would let it be planned
 /// on the listing index of live customers (see migration 5). Not written means someone else changed it in between;
 /// the caller reads again.
 pub async fn update(
     conn: &mut PgConnection,
     save: &SaveReply<'_>,
     event: &EventRecord<'_>,
-    expected: Version,
+    expected: (Version, Xmin),
     next: &Customer,
 ) -> Result<Written, sqlx::Error> {
     let row = query_writing!(
@@ -259,10 +263,10 @@ pub async fn update(
                 event_xid = GREATEST(pg_current_xact_id()::text::bigint, event_xid)
           WHERE org_id = $1 AND mode = $2
             AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-            AND id = $11 AND version = $12
-         RETURNING id, version, updated_at, event_xid",
+            AND id = $11 AND version = $12 AND xmin::text::bigint = $22
+         RETURNING id, version, updated_at, event_xid, xmin::text::bigint AS xmin",
         next.id.as_str(),
-        expected.get(),
+        expected.0.get(),
         next.status.as_str(),
         next.email,
         next.phone,
@@ -271,12 +275,13 @@ pub async fn update(
         next.policy,
         next.metadata,
         next.version.get(),
-        next.updated_at
+        next.updated_at,
+        expected.1.get()
     )
     .fetch_one(conn)
     .await?;
     Ok(Written {
-        written: row.written,
+        xmin: row.xmin,
         saved: row.saved,
     })
 }

@@ -1,12 +1,14 @@
 //! The customer writes — create, update (PATCH), delete and activate — as plain async functions
 //! over a [`Write`]: read, decide, validate, write, top to bottom. Handlers extract and render;
 //! the rules of each route are here, and the compare-and-set that keeps concurrent writers
-//! from losing each other's changes is in one place, [`change`].
+//! from losing each other's changes is in one place, [`change`] (its write in one place,
+//! [`Round::run`]). A write hands back the version it wrote ([`Done`]) instead of remembering
+//! it: only the handler knows when the write has committed.
 
 use actix_web::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
 
 use super::domain::{CustomerId, CustomerStatus, IfMatch};
 use super::input::BodyKind;
@@ -16,7 +18,7 @@ use super::recent::Recent;
 use super::repo;
 use crate::error::ApiError;
 use crate::events::{EventRecord, EventType, Origin};
-use crate::idempotency::{Reply, Write};
+use crate::idempotency::{Reply, Saver, Write};
 
 /// Optimistic rounds before a write locks the row to be sure of making progress.
 const OPTIMISTIC_ROUNDS: usize = 3;
@@ -28,16 +30,40 @@ pub fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
+/// What a write of one customer did: its reply, and the version it wrote, if it wrote one.
+/// The handler remembers that version only once the write has committed
+/// ([`Recent::after_write`]): until then it is a version the database may never hold.
+pub struct Done {
+    pub reply: Reply,
+    pub written: Option<Customer>,
+}
+
+impl Done {
+    fn answer(reply: Reply) -> Self {
+        Done {
+            reply,
+            written: None,
+        }
+    }
+
+    /// The reply for [`Write::finish`], and the version written.
+    pub fn split(outcome: Result<Done, ApiError>) -> (Result<Reply, ApiError>, Option<Customer>) {
+        match outcome {
+            Ok(Done { reply, written }) => (Ok(reply), written),
+            Err(e) => (Err(e), None),
+        }
+    }
+}
+
 /// `POST /v1/customers`: the body is a merge patch onto an empty customer, validated as a whole.
 pub async fn create(
     write: &mut Write,
     origin: &Origin,
-    recent: &Recent,
     body: &Map<String, Value>,
-) -> Result<Reply, ApiError> {
+) -> Result<Done, ApiError> {
     let (kind, values) = patch::new_customer(body)?;
     let (id, created_at) = CustomerId::generate();
-    let customer = Customer::new(id, kind, values, created_at);
+    let mut customer = Customer::new(id, kind, values, created_at);
     let mut reply = reply(&customer, StatusCode::CREATED);
     reply.location = Some(format!("/v1/customers/{}", customer.id.as_str()));
     let event = origin.event(EventType::Created, None, &customer, &reply.body);
@@ -47,8 +73,11 @@ pub async fn create(
     if written.saved {
         write.saved(&reply);
     }
-    recent.remember(write.tenant(), &customer);
-    Ok(reply)
+    customer.xmin = written.xmin;
+    Ok(Done {
+        reply,
+        written: Some(customer),
+    })
 }
 
 /// The customer a write of one customer is about, as the request names it.
@@ -59,7 +88,8 @@ pub struct Target<'a> {
     /// idempotency key read along with it, or what this instance remembers of it.
     pub hint: Option<Option<Customer>>,
     pub if_match: IfMatch,
-    /// Customers this instance saw lately; the write adds what it reads and writes.
+    /// Customers this instance saw lately; the write adds what it reads (what it writes is added
+    /// by the handler, once committed).
     pub recent: &'a Recent,
 }
 
@@ -70,7 +100,7 @@ pub async fn update(
     target: Target<'_>,
     origin: &Origin,
     body: &Map<String, Value>,
-) -> Result<Reply, ApiError> {
+) -> Result<Done, ApiError> {
     change(write, target, origin, EventType::Updated, |current| {
         if current.is_deleted() {
             return Err(ApiError::CustomerDeleted);
@@ -92,7 +122,7 @@ pub async fn delete(
     write: &mut Write,
     target: Target<'_>,
     origin: &Origin,
-) -> Result<Reply, ApiError> {
+) -> Result<Done, ApiError> {
     change(write, target, origin, EventType::Deleted, |current| {
         Ok((!current.is_deleted())
             .then(|| current.next_version(now(), |next| next.status = CustomerStatus::Deleted)))
@@ -106,7 +136,7 @@ pub async fn activate(
     write: &mut Write,
     target: Target<'_>,
     origin: &Origin,
-) -> Result<Reply, ApiError> {
+) -> Result<Done, ApiError> {
     change(
         write,
         target,
@@ -127,10 +157,11 @@ pub async fn activate(
 
 /// Changes one customer: reads it, checks `If-Match`, lets `decide` say what its next version
 /// is (`None`: no change, answered with the customer as it is), and writes that with a
-/// compare-and-set on the version. A writer that got there first makes the round start again
-/// from a fresh read; after [`OPTIMISTIC_ROUNDS`] lost rounds the row is locked, so the write
-/// always makes progress. The order of the answers is 404, then 412, then `decide`'s. A write
-/// records its event (`kind`) in its own statement; an answer that writes nothing records none.
+/// compare-and-set on the version and the transaction that wrote it. A writer that got there
+/// first makes the round start again from a fresh read; after [`OPTIMISTIC_ROUNDS`] lost rounds
+/// the row is locked, so the write always makes progress. The order of the answers is 404, then
+/// 412, then `decide`'s. A write records its event (`kind`) in its own statement; an answer that
+/// writes nothing records none.
 ///
 /// The target's hint — what the claim of the request's idempotency key read in its own
 /// statement (possibly from before a wait on the key), or what this instance remembers of the
@@ -142,23 +173,29 @@ async fn change(
     origin: &Origin,
     kind: EventType,
     decide: impl Fn(&Customer) -> Result<Option<Customer>, ApiError>,
-) -> Result<Reply, ApiError> {
+) -> Result<Done, ApiError> {
     let Target {
         id,
-        mut hint,
+        hint,
         if_match,
         recent,
     } = target;
     let id = id.ok_or_else(ApiError::not_found)?;
-    let decide = |current: &Customer| {
-        if_match.check(current.version)?;
-        decide(current)
+    let round = Round {
+        saver: write.saver(),
+        origin,
+        kind,
+        decide: |current: &Customer| {
+            if_match.check(current.version)?;
+            decide(current)
+        },
     };
     let tenant = write.tenant().clone();
-    let saver = write.saver();
+    // A guess that does not say which transaction wrote it cannot be checked: read instead.
+    let mut guess = hint.filter(|guess| guess.as_ref().is_none_or(|c| c.xmin.is_some()));
     for _ in 0..OPTIMISTIC_ROUNDS {
-        let (current, fresh) = match hint.take() {
-            Some(read) => (read, false),
+        let (current, fresh) = match guess.take() {
+            Some(guess) => (guess, false),
             None => {
                 let read = repo::find(write.conn(), &tenant, &id).await?;
                 if let Some(read) = &read {
@@ -167,58 +204,110 @@ async fn change(
                 (read, true)
             }
         };
-        let decided = current
-            .ok_or_else(ApiError::not_found)
-            .and_then(|current| Ok((decide(&current)?, current)));
-        let (next, current) = match decided {
-            Ok(decided) => decided,
-            Err(e) if fresh => return Err(e),
-            Err(_) => continue,
-        };
-        let Some(next) = next else {
-            if fresh {
-                return Ok(reply(&current, StatusCode::OK));
+        match round.run(write.conn(), current).await? {
+            Attempt::Written(done, saved) => {
+                if saved {
+                    write.saved(&done.reply);
+                }
+                return Ok(done);
             }
-            continue;
-        };
-        let reply = reply(&next, StatusCode::OK);
-        let event = origin.event(kind, Some(&current), &next, &reply.body);
-        let (save, event) = (saver.save(&reply), EventRecord(event.as_ref()));
-        let written = repo::update(write.conn(), &save, &event, current.version, &next).await?;
-        if written.saved {
-            write.saved(&reply);
-        }
-        if written.written {
-            recent.remember(&tenant, &next);
-            return Ok(reply);
+            // A guess is not enough to answer with: read, and decide again.
+            Attempt::Answered(_) | Attempt::Refused(_) if !fresh => continue,
+            Attempt::Answered(done) => return Ok(done),
+            Attempt::Refused(e) => return Err(e),
+            Attempt::Lost => continue,
         }
     }
     // Still losing to other writers: lock the row (in a transaction on the same connection, a
     // savepoint when the write already has one) so that this write makes progress.
     let mut locked = write.conn().begin().await?;
     repo::lock(&mut *locked, &tenant, &id).await?;
-    let current = repo::find(&mut *locked, &tenant, &id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let Some(next) = decide(&current)? else {
-        locked.commit().await?;
-        return Ok(reply(&current, StatusCode::OK));
-    };
-    let reply = reply(&next, StatusCode::OK);
-    let event = origin.event(kind, Some(&current), &next, &reply.body);
-    let (save, event) = (saver.save(&reply), EventRecord(event.as_ref()));
-    let written = repo::update(&mut locked, &save, &event, current.version, &next).await?;
-    if !written.written {
-        return Err(ApiError::internal(
+    let current = repo::find(&mut *locked, &tenant, &id).await?;
+    match round.run(&mut locked, current).await? {
+        Attempt::Written(done, saved) => {
+            locked.commit().await?;
+            if saved {
+                write.saved(&done.reply);
+            }
+            Ok(done)
+        }
+        Attempt::Answered(done) => {
+            locked.commit().await?;
+            Ok(done)
+        }
+        Attempt::Refused(e) => Err(e),
+        Attempt::Lost => Err(ApiError::internal(
             "a locked write lost its compare-and-set",
-        ));
+        )),
     }
-    locked.commit().await?;
-    if written.saved {
-        write.saved(&reply);
+}
+
+/// What one round of [`change`] needs besides the customer it starts from.
+struct Round<'a, D> {
+    saver: Saver,
+    origin: &'a Origin,
+    kind: EventType,
+    decide: D,
+}
+
+/// How one round of [`change`] ended.
+enum Attempt {
+    /// The next version was written (and the reply stored under the key, when `true`).
+    Written(Done, bool),
+    /// Nothing to write: the customer as it is.
+    Answered(Done),
+    /// The customer is missing, or `decide` refused (404, 409, 412).
+    Refused(ApiError),
+    /// Another writer changed the customer since `current` was read.
+    Lost,
+}
+
+impl<D: Fn(&Customer) -> Result<Option<Customer>, ApiError>> Round<'_, D> {
+    /// Decides on `current` and writes the next version it makes with a compare-and-set on
+    /// `current`'s version and writing transaction, with its event and (for a keyed write) its
+    /// stored reply in the same statement.
+    async fn run(
+        &self,
+        conn: &mut PgConnection,
+        current: Option<Customer>,
+    ) -> Result<Attempt, ApiError> {
+        let Some(current) = current else {
+            return Ok(Attempt::Refused(ApiError::not_found()));
+        };
+        let next = match (self.decide)(&current) {
+            Ok(Some(next)) => next,
+            Ok(None) => {
+                return Ok(Attempt::Answered(Done::answer(reply(
+                    &current,
+                    StatusCode::OK,
+                ))))
+            }
+            Err(e) => return Ok(Attempt::Refused(e)),
+        };
+        let Some(expected) = current.xmin.map(|xmin| (current.version, xmin)) else {
+            return Err(ApiError::internal("a customer read without its xmin"));
+        };
+        let reply = reply(&next, StatusCode::OK);
+        let event = self
+            .origin
+            .event(self.kind, Some(&current), &next, &reply.body);
+        let (save, event) = (self.saver.save(&reply), EventRecord(event.as_ref()));
+        let written = repo::update(conn, &save, &event, expected, &next).await?;
+        let Some(xmin) = written.xmin else {
+            return Ok(Attempt::Lost);
+        };
+        let written_version = Customer {
+            xmin: Some(xmin),
+            ..next
+        };
+        Ok(Attempt::Written(
+            Done {
+                reply,
+                written: Some(written_version),
+            },
+            written.saved,
+        ))
     }
-    recent.remember(&tenant, &next);
-    Ok(reply)
 }
 
 /// The reply that shows `customer`, with the ETag of its version.

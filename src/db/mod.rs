@@ -198,6 +198,14 @@ pub fn retire_older_connections() {
 /// When a lost connection was last seen: nanoseconds after [`epoch`], plus one (0: never).
 static LAST_LOST: AtomicU64 = AtomicU64::new(0);
 
+/// Changes whenever a connection is lost ([`connection_lost`]). What the service learnt of the
+/// database before a change may be stale in a way no later read shows at once: a failover to a
+/// standby that had not received the last commits loses them. A cache of database state keeps
+/// the generation of each entry and drops those of an older one (`customers::recent`).
+pub fn connection_generation() -> u64 {
+    LAST_LOST.load(Ordering::Acquire)
+}
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)

@@ -138,6 +138,7 @@ fn before_event(event: &StoredEvent) -> Result<Customer, ApiError> {
         version: Version::new(version),
         created_at: o.created_at,
         updated_at: o.updated_at,
+        xmin: None,
     };
     let mut previous = data
         .previous

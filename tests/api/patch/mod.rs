@@ -1,7 +1,9 @@
 //! PATCH as an RFC 7396 merge patch (the rules are in `docs/api-rules.md`): the merge rules
 //! (`merge`), content types and the validation of the merged result (`refusals`), no-ops,
-//! concurrency, versions and preconditions (`versions`), and deleted customers (`deleted`).
+//! concurrency, versions and preconditions (`versions`), deleted customers (`deleted`), the
+//! instance's memory of customers (`recent`) and writes that fail at COMMIT (`commit_failures`).
 
+mod commit_failures;
 mod deleted;
 mod merge;
 mod recent;
