@@ -81,11 +81,11 @@ pub async fn run(cli: Cli) -> ExitCode {
                 .map(|token| println!("{token}"))
         }
         Command::Migrate => {
-            telemetry::init(settings.log.format, &settings.log.level);
+            let _telemetry = telemetry::init(settings.log.format, &settings.log.level);
             migrate(&settings).await
         }
         Command::Serve => {
-            telemetry::init(settings.log.format, &settings.log.level);
+            let _telemetry = telemetry::init(settings.log.format, &settings.log.level);
             match Application::build(settings).await {
                 Ok(app) => app.run_until_signalled().await,
                 Err(e) => Err(e),

@@ -44,7 +44,7 @@ pub async fn middleware(
     let request_id = request_id_for(&req);
     // Everything logged while serving the request (an internal error deep in a write, say)
     // carries its id.
-    let span = tracing::info_span!("request", request_id = %request_id);
+    let span = request_span(&request_id, &req);
     let method = req.method().clone();
     let served = request_id::scope(request_id.clone(), async {
         match next.call(req).await {
@@ -70,7 +70,8 @@ pub async fn middleware(
             }
         }
     });
-    let result: Result<ServiceResponse<BoxBody>, actix_web::Error> = served.instrument(span).await;
+    let result: Result<ServiceResponse<BoxBody>, actix_web::Error> =
+        served.instrument(span.clone()).await;
     let mut response = result?;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
@@ -79,8 +80,32 @@ pub async fn middleware(
     if let Some(allowance) = allowance {
         allowance.write_headers(response.headers_mut());
     }
-    log_request(&response, &request_id, started);
+    log_request(&response, &request_id, started, &span);
     Ok(response)
+}
+
+/// The request's span: it carries the request id into everything logged while serving it, and,
+/// when traces are exported, is the trace's server span (docs/operations.md#tracing), a child of
+/// the request's `traceparent` when it sent one. Its OpenTelemetry fields exist only then: the
+/// log lines pay nothing for them.
+fn request_span(request_id: &str, req: &ServiceRequest) -> tracing::Span {
+    if !crate::telemetry::exporting() {
+        return tracing::info_span!("request", request_id = %request_id);
+    }
+    // The route template (never the path, which holds ids), matched against the app's routes
+    // before routing: an OpenTelemetry span is named when it starts.
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        otel.name = format!("{} {route}", req.method()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, req.headers());
+    span
 }
 
 /// Replaces the plain-text body of a framework error (no route, wrong method, payload errors,
@@ -139,7 +164,12 @@ pub fn resource(template: &'static str) -> actix_web::Resource {
 
 /// One line per request: method, route template (never the raw path, which holds ids), status,
 /// latency, request id and tenant. No body, no header values, no personal data.
-fn log_request(response: &ServiceResponse<BoxBody>, request_id: &str, started: Instant) {
+fn log_request(
+    response: &ServiceResponse<BoxBody>,
+    request_id: &str,
+    started: Instant,
+    span: &tracing::Span,
+) {
     let req = response.request();
     let route = match req.app_data::<RouteTemplate>() {
         Some(RouteTemplate(template)) => std::borrow::Cow::Borrowed(*template),
@@ -160,6 +190,7 @@ fn log_request(response: &ServiceResponse<BoxBody>, request_id: &str, started: I
         request_id,
         tenant,
     };
+    span.record("http.response.status_code", i64::from(line.status));
     line.write(started);
 }
 

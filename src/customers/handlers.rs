@@ -229,6 +229,7 @@ fn origin(caller: &Caller, state: &AppState, key: Option<&str>) -> Origin {
         actor: caller.sub.clone(),
         request_id: crate::request_id::current(),
         idempotency_key: key.map(str::to_owned),
+        traceparent: crate::telemetry::traceparent(&tracing::Span::current()),
         record: state.events.record,
     }
 }

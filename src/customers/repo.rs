@@ -15,6 +15,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
+use tracing::Instrument;
 
 use super::domain::{CustomerId, CustomerStatus, CustomerType, Version, Xmin};
 use super::json_text::StoredJson;
@@ -43,6 +44,7 @@ macro_rules! select_by_id {
             $id.as_str()
         )
         .fetch_optional($db)
+        .instrument(crate::statement_span!("customers.find"))
         .await
     };
 }
@@ -91,6 +93,7 @@ pub async fn lock(
         id.as_str()
     )
     .fetch_optional(db)
+    .instrument(crate::statement_span!("customers.lock"))
     .await?;
     Ok(())
 }
@@ -120,6 +123,7 @@ impl ReadWithClaim for FindClaiming<'_> {
             self.0.as_str()
         )
         .fetch_one(conn)
+        .instrument(crate::statement_span!("customers.claim_and_find"))
         .await?;
         let customer = match (
             row.id,
@@ -165,8 +169,9 @@ impl ReadWithClaim for FindClaiming<'_> {
 /// which records the change's event in the same statement, then the save of the reply.
 ///
 /// Parameters: `$1`–`$7` the save's (`$1`, `$2` the tenant), `$8` the event's id, `$9` its
-/// type, `$10` its JSON (NULL only where event recording is switched off for a benchmark);
-/// the mutation's own start at `$11`.
+/// type, `$10` its JSON (NULL only where event recording is switched off for a benchmark),
+/// `$11` the request's trace context (NULL unless traces are exported); the mutation's own
+/// start at `$12`.
 macro_rules! query_writing {
     ($save:expr, $event:expr, $mutation:tt $(, $arg:expr)* $(,)?) => {
         query_saving!(
@@ -175,9 +180,9 @@ macro_rules! query_writing {
                 "written AS (" + $mutation + "),
                  event AS (
                      INSERT INTO customer_events (org_id, mode, customer_id, version, id, type,
-                                                  occurred_at, feed_xid, body)
+                                                  occurred_at, feed_xid, body, traceparent)
                      SELECT $1, $2, w.id, w.version, $8, $9, w.updated_at, w.event_xid,
-                            $10::text::json
+                            $10::text::json, $11
                        FROM written w
                       WHERE $10::text IS NOT NULL
                         AND set_config('app.tenant', $2 || '/' || $1, true) IS NOT NULL
@@ -187,7 +192,8 @@ macro_rules! query_writing {
                       EXISTS (SELECT 1 FROM saved) AS "saved!""#,
             $event.id(),
             $event.kind(),
-            $event.body()
+            $event.body(),
+            $event.traceparent()
             $(, $arg)*
         )
     };
@@ -215,7 +221,7 @@ pub async fn insert(
         "INSERT INTO customers (org_id, mode, id, type, status, email, phone, first_name,
                                 last_name, policy, metadata, version, created_at, updated_at,
                                 event_xid)
-         SELECT $1, $2, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
+         SELECT $1, $2, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
                 pg_current_xact_id()::text::bigint
           WHERE set_config('app.tenant', $2 || '/' || $1, true) IS NOT NULL
          RETURNING id, version, updated_at, event_xid, xmin::text::bigint AS xmin",
@@ -233,6 +239,7 @@ pub async fn insert(
         new.updated_at
     )
     .fetch_one(conn)
+    .instrument(crate::statement_span!("customers.insert"))
     .await?;
     Ok(Written {
         xmin: row.xmin,
@@ -258,12 +265,12 @@ pub async fn update(
         save,
         event,
         "UPDATE customers
-            SET status = $13, email = $14, phone = $15, first_name = $16, last_name = $17,
-                policy = $18, metadata = $19, version = $20, updated_at = $21,
+            SET status = $14, email = $15, phone = $16, first_name = $17, last_name = $18,
+                policy = $19, metadata = $20, version = $21, updated_at = $22,
                 event_xid = GREATEST(pg_current_xact_id()::text::bigint, event_xid)
           WHERE org_id = $1 AND mode = $2
             AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-            AND id = $11 AND version = $12 AND xmin::text::bigint = $22
+            AND id = $12 AND version = $13 AND xmin::text::bigint = $23
          RETURNING id, version, updated_at, event_xid, xmin::text::bigint AS xmin",
         next.id.as_str(),
         expected.0.get(),
@@ -279,6 +286,7 @@ pub async fn update(
         expected.1.get()
     )
     .fetch_one(conn)
+    .instrument(crate::statement_span!("customers.update"))
     .await?;
     Ok(Written {
         xmin: row.xmin,
@@ -338,5 +346,8 @@ pub async fn list(
     }
     q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
         .push_bind(limit);
-    q.build_query_as::<ListedCustomer>().fetch_all(db).await
+    q.build_query_as::<ListedCustomer>()
+        .fetch_all(db)
+        .instrument(crate::statement_span!("customers.list"))
+        .await
 }

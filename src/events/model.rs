@@ -51,6 +51,9 @@ pub struct Origin {
     pub actor: Option<String>,
     pub request_id: String,
     pub idempotency_key: Option<String>,
+    /// The W3C trace context of the request, kept with its event so that the event's
+    /// publication joins the request's trace; `None` when traces are not exported.
+    pub traceparent: Option<String>,
     /// Whether events are recorded at all: always, but for a benchmark that measures their
     /// cost (`events.record`, refused by the production profile).
     pub record: bool,
@@ -85,6 +88,9 @@ impl EventRecord<'_> {
     pub fn body(&self) -> Option<&str> {
         self.0.map(|e| e.body.as_str())
     }
+    pub fn traceparent(&self) -> Option<&str> {
+        self.0.and_then(|e| e.traceparent.as_deref())
+    }
 }
 
 /// An event about to be written with its change: its id and its JSON, final before the write
@@ -94,6 +100,8 @@ pub struct NewEvent {
     pub id: String,
     pub kind: EventType,
     pub body: String,
+    /// Not part of the event: the trace its publication joins (see [`Origin::traceparent`]).
+    pub traceparent: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -150,7 +158,12 @@ impl NewEvent {
             data: Data { object, previous },
         })
         .expect("an event serialises");
-        NewEvent { id, kind, body }
+        NewEvent {
+            id,
+            kind,
+            body,
+            traceparent: origin.traceparent.clone(),
+        }
     }
 }
 

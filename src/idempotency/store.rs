@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use sqlx::PgConnection;
+use tracing::Instrument;
 
 use super::sql::{query_claiming, query_saving};
 use super::write::{Claim, SaveReply};
@@ -26,6 +27,7 @@ pub async fn claim(conn: &mut PgConnection, claim: &Claim) -> Result<bool, sqlx:
         r#"SELECT EXISTS (SELECT 1 FROM claim) AS "claimed!""#
     )
     .fetch_one(conn)
+    .instrument(crate::statement_span!("idempotency.claim"))
     .await
     .map(|row| row.claimed)
 }
@@ -43,6 +45,7 @@ pub async fn taken(conn: &mut PgConnection, claim: &Claim) -> Result<Taken, sqlx
         claim.key()
     )
     .fetch_optional(conn)
+    .instrument(crate::statement_span!("idempotency.taken"))
     .await?;
     let Some(row) = row else {
         return Ok(Taken::Gone);
@@ -73,6 +76,7 @@ pub async fn save(conn: &mut PgConnection, save: &SaveReply<'_>) -> Result<(), s
         r#"SELECT EXISTS (SELECT 1 FROM saved) AS "saved!""#
     )
     .fetch_one(conn)
+    .instrument(crate::statement_span!("idempotency.save"))
     .await?;
     Ok(())
 }

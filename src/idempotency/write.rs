@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::time::Duration;
+use tracing::Instrument;
 
 use actix_web::HttpResponse;
 use sqlx::pool::PoolConnection;
@@ -303,7 +304,9 @@ impl Write {
                     store::save(&mut tx, &save).await?;
                 }
             }
-            tx.commit().await?;
+            tx.commit()
+                .instrument(crate::statement_span!("COMMIT"))
+                .await?;
         }
         Ok(reply.into_http(false))
     }
