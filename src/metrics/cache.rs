@@ -82,3 +82,34 @@ fn aged(mut figures: Figures, seconds: f64) -> Figures {
     }
     figures
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::relay::figures::{Backlog, Horizon};
+
+    fn figures(unpublished: i64, oldest: f64, held_back: f64) -> Figures {
+        Figures {
+            backlog: Some(Backlog {
+                unpublished,
+                oldest_age_seconds: oldest,
+            }),
+            horizon: Horizon {
+                transactions: 1,
+                held_back_seconds: held_back,
+            },
+            undeliverable: Some(0),
+        }
+    }
+
+    #[test]
+    fn ages_that_count_go_on_counting_and_zeros_stay_zero() {
+        let later = aged(figures(3, 10.0, 2.0), 1.5);
+        assert_eq!(later.backlog.unwrap().oldest_age_seconds, 11.5);
+        assert_eq!(later.backlog.unwrap().unpublished, 3);
+        assert_eq!(later.horizon.held_back_seconds, 3.5);
+        let idle = aged(figures(0, 0.0, 0.0), 1.5);
+        assert_eq!(idle.backlog.unwrap().oldest_age_seconds, 0.0);
+        assert_eq!(idle.horizon.held_back_seconds, 0.0);
+    }
+}

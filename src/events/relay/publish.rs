@@ -324,3 +324,44 @@ fn lag(event: &Pending, acked_at: DateTime<Utc>) -> f64 {
     let lag = acked_at - event.recorded_at;
     lag.to_std().unwrap_or(Duration::ZERO).as_secs_f64()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(err_code: u64) -> jetstream::Error {
+        serde_json::from_value(serde_json::json!({
+            "code": 400, "err_code": err_code, "description": "refused"
+        }))
+        .expect("a JetStream API error")
+    }
+
+    #[test]
+    fn only_refusals_of_the_message_itself_set_an_event_aside() {
+        let too_large = PublishError::with_source(
+            PublishErrorKind::MaxPayloadExceeded,
+            "Payload size limit of 4096 exceeded by message size of 6000",
+        );
+        assert!(refusal(&too_large).is_some_and(|r| r.contains("4096")));
+        for code in [10054, 10097] {
+            let e = PublishError::with_source(PublishErrorKind::Other, api_error(code));
+            assert!(refusal(&e).is_some(), "{code}");
+        }
+        // A full stream, the account's limits, no stream, a timeout, a lost connection: every
+        // event would be refused alike, so none is set aside.
+        for code in [10077, 10002, 10047] {
+            let e = PublishError::with_source(PublishErrorKind::Other, api_error(code));
+            assert!(refusal(&e).is_none(), "{code}");
+        }
+        for kind in [
+            PublishErrorKind::TimedOut,
+            PublishErrorKind::BrokenPipe,
+            PublishErrorKind::StreamNotFound,
+            PublishErrorKind::WrongLastSequence,
+            PublishErrorKind::MaxAckPending,
+            PublishErrorKind::Other,
+        ] {
+            assert!(refusal(&PublishError::new(kind)).is_none(), "{kind:?}");
+        }
+    }
+}
