@@ -110,6 +110,10 @@ pub struct ServerSettings {
     pub workers: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// `host:port` of a listener of its own for `/metrics` only; empty: `/metrics` is served on
+    /// the main listener.
+    #[serde(default)]
+    pub metrics_address: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +127,18 @@ pub struct DatabaseSettings {
     #[serde(with = "humantime_serde")]
     pub statement_timeout: Duration,
     pub migrate_on_start: bool,
+    /// PostgreSQL ends a session of the pool that sits idle inside a transaction this long
+    /// (`idle_in_transaction_session_timeout`): an open transaction holds back the feed's
+    /// horizon for every tenant. Zero: never.
+    #[serde(
+        default = "default_idle_in_transaction_timeout",
+        with = "humantime_serde"
+    )]
+    pub idle_in_transaction_timeout: Duration,
+}
+
+fn default_idle_in_transaction_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -314,6 +330,13 @@ impl Settings {
             if d.is_zero() {
                 return Err(ConfigError::invalid(name, "must be above zero"));
             }
+        }
+        let metrics = self.server.metrics_address.trim();
+        if !metrics.is_empty() && metrics.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                "server.metrics_address",
+                "must be empty or an address and port, such as 127.0.0.1:9090",
+            ));
         }
         let url = db.url.expose();
         if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {

@@ -6,11 +6,22 @@ use crate::error::ApiError;
 use crate::request_context;
 use crate::state::AppState;
 
+/// The probes and `/metrics`, on one listener.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    probes(cfg);
+    metrics_route(cfg);
+}
+
+/// Liveness and readiness only: `/metrics` is on a listener of its own
+/// (`server.metrics_address`).
+pub fn probes(cfg: &mut web::ServiceConfig) {
     // Resources (not bare routes), so that another method is 405 with `Allow`, not 404.
     cfg.service(request_context::resource("/healthz").route(web::get().to(healthz)))
-        .service(request_context::resource("/readyz").route(web::get().to(readyz)))
-        .service(request_context::resource("/metrics").route(web::get().to(metrics)));
+        .service(request_context::resource("/readyz").route(web::get().to(readyz)));
+}
+
+pub fn metrics_route(cfg: &mut web::ServiceConfig) {
+    cfg.service(request_context::resource("/metrics").route(web::get().to(metrics)));
 }
 
 /// The process is alive; touches nothing else, so it answers even when the database does not.
@@ -19,26 +30,35 @@ async fn healthz() -> HttpResponse {
 }
 
 /// The database answers and every migration is applied. NATS is not needed to serve: when it
-/// is unreachable the body says so, and events wait in the database.
+/// is unreachable the body says so, and events wait in the database. When events are published,
+/// `events.undeliverable` counts the events set aside because JetStream refused them (left out
+/// if that count cannot be read now).
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if crate::db::is_ready(&state.pool).await {
+        let mut events = serde_json::json!({"publishing": state.publishing.get().as_str()});
+        if state.publishing.is_enabled() {
+            if let Ok(n) = crate::events::relay::figures::undeliverable(&state.pool).await {
+                events["undeliverable"] = n.into();
+            }
+        }
         Ok(HttpResponse::Ok().json(serde_json::json!({
             "status": "ready",
-            "events": {"publishing": state.publishing.get().as_str()},
+            "events": events,
         })))
     } else {
         Err(ApiError::Unavailable)
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    // The backlog is counted at scrape time, only when events are published at all.
-    let backlog = if state.publishing.is_enabled() {
-        crate::events::relay::store::backlog(&state.pool).await.ok()
-    } else {
-        None
-    };
+async fn metrics(
+    state: web::Data<AppState>,
+    figures: web::Data<crate::metrics::FiguresCache>,
+) -> HttpResponse {
+    // The database's figures are cached (metrics::cache): a scrape does not count the backlog.
+    let figures = figures
+        .get(&state.pool, state.publishing.is_enabled())
+        .await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render(&state.pool, backlog))
+        .body(crate::metrics::render(&state.pool, figures))
 }

@@ -31,6 +31,12 @@ pub struct Application {
     stop_background: CancellationToken,
     sweeper: tokio::task::JoinHandle<()>,
     relay: tokio::task::JoinHandle<()>,
+    /// The listener of `/metrics` alone (`server.metrics_address`), when there is one.
+    metrics: Option<(
+        u16,
+        actix_web::dev::ServerHandle,
+        tokio::task::JoinHandle<()>,
+    )>,
     private_postgres: Option<PrivatePostgres>,
     monitor: Option<db::monitor::Monitor>,
 }
@@ -125,6 +131,15 @@ impl Application {
             recent: Recent::new(settings.cache.customers_mib.saturating_mul(1024 * 1024)),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
+        let figures = web::Data::new(crate::metrics::FiguresCache::default());
+        let metrics_listener = metrics_listener(&settings)?;
+        // With a metrics listener of its own, the main one answers /metrics with 404.
+        let health_routes: fn(&mut web::ServiceConfig) = if metrics_listener.is_some() {
+            health::probes
+        } else {
+            health::routes
+        };
+        let (state_for_metrics, figures_for_metrics) = (state.clone(), figures.clone());
         let gate_for_tasks = gate.clone();
         let bound = db::deadline::bound(&settings.database);
         let mut server = HttpServer::new(move || {
@@ -137,9 +152,10 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(gate.clone())
                 .app_data(document.clone())
+                .app_data(figures.clone())
                 .configure(crate::customers::routes)
                 .configure(crate::events::routes)
-                .configure(health::routes)
+                .configure(health_routes)
                 .configure(crate::openapi::routes)
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::NotFound("no route matches this path"))
@@ -154,6 +170,14 @@ impl Application {
             server = server.workers(settings.server.workers);
         }
         let server = server.run();
+        let metrics = match metrics_listener {
+            Some(listener) => Some(serve_metrics(
+                listener,
+                state_for_metrics,
+                figures_for_metrics,
+            )?),
+            None => None,
+        };
 
         let stop_background = CancellationToken::new();
         let sweeper = tokio::spawn(idempotency::sweeper::run(
@@ -192,6 +216,7 @@ impl Application {
             stop_background,
             sweeper,
             relay,
+            metrics,
             private_postgres: None,
             monitor: None,
         })
@@ -199,6 +224,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the `/metrics` listener, when `server.metrics_address` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _, _)| *port)
     }
 
     /// Serves until SIGTERM or SIGINT, then stops gracefully: no new connections, requests in
@@ -223,6 +253,10 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let served = self.server.await;
         tracing::info!("HTTP server stopped; shutting down");
+        if let Some((_, handle, task)) = self.metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         self.stop_background.cancel();
         let _ = self.sweeper.await;
         let _ = self.relay.await;
@@ -235,6 +269,54 @@ impl Application {
         }
         served.context("the HTTP server failed")
     }
+}
+
+/// The listener of `server.metrics_address`, if set.
+fn metrics_listener(settings: &Settings) -> anyhow::Result<Option<TcpListener>> {
+    let address = settings.server.metrics_address.trim();
+    if address.is_empty() {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(address)
+        .with_context(|| format!("cannot listen on {address} (server.metrics_address)"))?;
+    Ok(Some(listener))
+}
+
+/// `/metrics` alone on its own listener, one worker: a port that only the monitoring network
+/// reaches, so the public listener does not expose it. Anything else there is 404.
+fn serve_metrics(
+    listener: TcpListener,
+    state: web::Data<AppState>,
+    figures: web::Data<crate::metrics::FiguresCache>,
+) -> anyhow::Result<(
+    u16,
+    actix_web::dev::ServerHandle,
+    tokio::task::JoinHandle<()>,
+)> {
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::from_fn(request_context::middleware))
+            .app_data(state.clone())
+            .app_data(figures.clone())
+            .configure(health::metrics_route)
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::NotFound("no route matches this path"))
+            }))
+    })
+    .workers(1)
+    .shutdown_timeout(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    let task = tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "the metrics listener failed");
+        }
+    });
+    tracing::info!(port, "metrics listening");
+    Ok((port, handle, task))
 }
 
 /// Drops the rate-limit buckets of tenants that have been idle long enough to be full again.

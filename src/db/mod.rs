@@ -48,9 +48,16 @@ pub fn connection_options(
     settings: &DatabaseSettings,
 ) -> PgConnectOptions {
     let statement_timeout = settings.statement_timeout.as_millis().to_string();
-    options
-        .application_name("customers-api")
-        .options([("statement_timeout", statement_timeout.as_str())])
+    // A session left idle inside a transaction (a bug, a cut-off request whose connection was
+    // not returned) holds back the feed's horizon, pg_snapshot_xmin, for every tenant.
+    let idle_in_transaction = settings.idle_in_transaction_timeout.as_millis().to_string();
+    options.application_name("customers-api").options([
+        ("statement_timeout", statement_timeout.as_str()),
+        (
+            "idle_in_transaction_session_timeout",
+            idle_in_transaction.as_str(),
+        ),
+    ])
 }
 
 /// [`pool`] on the selected host of `hosts`, whose options must already be

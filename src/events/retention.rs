@@ -36,38 +36,23 @@ pub async fn run(
 }
 
 /// One batch: among the `batch` oldest events in feed order (published ones only, when
-/// publishing), those recorded before the retention. Reading the oldest by feed position keeps
-/// each batch a short index range, however large the table.
+/// publishing), those recorded before the retention. The service's role may not delete events
+/// itself (they are append-only for it): `delete_events_past_retention` (migration 8) does it
+/// as the owner of the table, and deletes nothing younger than the retention.
 async fn delete_old(
     pool: &PgPool,
     retention: Duration,
     publishing: bool,
     batch: i64,
 ) -> Result<u64, sqlx::Error> {
-    let mut tx = crate::db::begin(pool).await?;
-    let done = sqlx::query!(
-        r#"WITH bound AS (
-               SELECT set_config('app.relay', 'on', true) IS NOT NULL
-                      AND set_config('app.retention', 'on', true) IS NOT NULL AS set
-           ), oldest AS (
-               SELECT e.ctid AS row, e.recorded_at
-                 FROM customer_events e
-                WHERE (SELECT set FROM bound)
-                  AND e.occurred_at IS NOT NULL -- customer_events_relay is partial on it
-                  AND (NOT $2 OR (e.feed_xid, e.seq) <= (SELECT feed_xid, seq FROM event_relay
-                                                         WHERE id = 1))
-                ORDER BY e.feed_xid, e.seq
-                LIMIT $3
-           )
-           DELETE FROM customer_events
-            WHERE ctid IN (SELECT row FROM oldest
-                            WHERE recorded_at < now() - make_interval(secs => $1))"#,
+    let batch = i32::try_from(batch).unwrap_or(i32::MAX);
+    let deleted = sqlx::query_scalar!(
+        r#"SELECT delete_events_past_retention(make_interval(secs => $1), $2, $3) AS "deleted!""#,
         retention.as_secs_f64(),
         publishing,
         batch
     )
-    .execute(&mut *tx)
+    .fetch_one(pool)
     .await?;
-    tx.commit().await?;
-    Ok(done.rows_affected())
+    Ok(u64::try_from(deleted).unwrap_or(0))
 }

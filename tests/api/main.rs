@@ -4,6 +4,7 @@
 
 mod support;
 
+mod append_only;
 mod auth;
 mod compat;
 mod customers;
@@ -12,10 +13,13 @@ mod events;
 mod events_nats;
 mod failover;
 mod faults;
+mod feed_horizon;
 mod hostile;
 mod idempotency;
 mod integers;
 mod list;
+mod metrics_listener;
+mod opaque_cursors;
 mod openapi_errors;
 mod operations;
 mod patch;

@@ -19,6 +19,7 @@
 //! next round runs on a new one (on the new primary after a failover).
 
 mod connect;
+pub mod figures;
 mod publish;
 pub mod status;
 pub mod store;
@@ -40,6 +41,10 @@ use publish::Publisher;
 
 /// The longest wait between rounds after failures (they back off from `poll_interval`).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Rounds in a row in which JetStream refuses the same event for what it is (too large) before
+/// the relay sets it aside (`store::set_aside`) and publishes the events after it.
+pub const UNDELIVERABLE_AFTER: u32 = 3;
 
 /// The first wait of [`Again::Soon`]; it doubles while nothing is published, up to
 /// `poll_interval`.
@@ -87,6 +92,7 @@ pub async fn run(
         failures: 0,
         retried_stale: false,
         soon: SOON_FIRST,
+        refused: None,
     };
     loop {
         let again = if client.connection_state() == State::Connected {
@@ -154,6 +160,8 @@ struct Relay {
     retried_stale: bool,
     /// The next wait of [`Again::Soon`].
     soon: Duration,
+    /// The event JetStream last refused for what it is, and in how many rounds.
+    refused: Option<(String, u32)>,
 }
 
 impl Relay {
@@ -203,6 +211,23 @@ impl Relay {
         }
     }
 
+    /// The event to set aside now with its reason: JetStream refused the first event of the
+    /// batch it did not acknowledge for what it is, in [`UNDELIVERABLE_AFTER`] rounds in a row.
+    fn undeliverable<'b>(
+        &mut self,
+        batch: &'b store::Batch,
+        published: &publish::Published,
+    ) -> Option<(&'b store::Pending, String)> {
+        let reason = published.failure.as_ref()?.refused.clone()?;
+        let event = batch.events.get(published.through)?;
+        let rounds = match &self.refused {
+            Some((id, n)) if *id == event.id => n + 1,
+            _ => 1,
+        };
+        self.refused = Some((event.id.clone(), rounds));
+        (rounds >= UNDELIVERABLE_AFTER).then_some((event, reason))
+    }
+
     /// A short wait, longer each time in a row that nothing could be published.
     fn soon(&mut self) -> Again {
         let wait = self.soon;
@@ -226,10 +251,16 @@ impl Relay {
             return Ok(self.soon());
         }
         let published = publisher.publish(&batch).await;
-        if published.through > 0 {
-            let to = batch.events[published.through - 1].position;
+        let set_aside = self.undeliverable(&batch, &published);
+        if published.through > 0 || set_aside.is_some() {
             let moved = async {
-                store::advance(&mut tx, to).await?;
+                if published.through > 0 {
+                    let to = batch.events[published.through - 1].position;
+                    store::advance(&mut tx, to).await?;
+                }
+                if let Some((event, reason)) = &set_aside {
+                    store::set_aside(&mut tx, event, reason).await?;
+                }
                 tx.commit().await
             }
             .await;
@@ -246,6 +277,21 @@ impl Relay {
             }
         } else {
             tx.rollback().await?;
+        }
+        if let Some((event, reason)) = set_aside {
+            // The position moved past the stream's tail as this instance knew it.
+            publisher.forget_tail();
+            self.refused = None;
+            crate::metrics::event_set_aside();
+            // Ids, type and sizes only: the body is personal data.
+            tracing::error!(
+                event = %event.id,
+                kind = %event.kind,
+                bytes = event.body.len(),
+                reason = %reason,
+                "JetStream refuses this event; set aside as undeliverable (event_undeliverable), publishing the events after it"
+            );
+            return Ok(Again::Now);
         }
         let stale = published.failure.as_ref().is_some_and(|f| f.stale_tail);
         let retry_stale = stale && !self.retried_stale;

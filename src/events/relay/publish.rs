@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream};
 use chrono::{DateTime, Utc};
@@ -65,6 +65,41 @@ pub struct Failure {
     /// The stream moved under this instance (another publisher): worth an immediate retry,
     /// not a warning.
     pub stale_tail: bool,
+    /// The first event not acknowledged (`batch.events[through]`) was refused for what it is
+    /// (larger than the server's `max_payload` or the stream's `max_msg_size`): publishing it
+    /// again cannot succeed. The reason, without personal data (sizes and limits).
+    pub refused: Option<String>,
+}
+
+impl Failure {
+    fn new(error: anyhow::Error) -> Self {
+        Failure {
+            error,
+            stale_tail: false,
+            refused: None,
+        }
+    }
+}
+
+/// Why JetStream (or the client, before sending) refuses this message whatever is tried again,
+/// if it does: only reasons that belong to the message itself. Failures that concern the stream
+/// or the connection (a full stream, a timeout, no stream) would refuse every event and are
+/// retried instead.
+fn refusal(e: &PublishError) -> Option<String> {
+    use std::error::Error as _;
+    match e.kind() {
+        PublishErrorKind::MaxPayloadExceeded => Some(e.to_string()),
+        PublishErrorKind::Other => {
+            let api = e.source()?.downcast_ref::<jetstream::Error>()?;
+            [
+                jetstream::ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM,
+                jetstream::ErrorCode::STREAM_HEADER_EXCEEDS_MAXIMUM,
+            ]
+            .contains(&api.error_code())
+            .then(|| api.to_string())
+        }
+        _ => None,
+    }
 }
 
 impl Publisher {
@@ -72,12 +107,21 @@ impl Publisher {
         let js = jetstream::ContextBuilder::new()
             .timeout(settings.publish_timeout)
             .build(client);
+        // The stream keeps events as long as the database does (events.retention; none: no
+        // expiry, the audit trail), so that personal data leaves NATS too. JetStream needs the
+        // duplicate window within max_age.
+        let max_age = settings.retention.unwrap_or(Duration::ZERO);
+        let duplicate_window = if max_age.is_zero() {
+            settings.duplicate_window
+        } else {
+            settings.duplicate_window.min(max_age)
+        };
         let config = stream::Config {
             name: settings.stream.clone(),
             subjects: vec![format!("{}.>", settings.subject_prefix)],
-            duplicate_window: settings.duplicate_window,
+            duplicate_window,
+            max_age,
             storage: stream::StorageType::File,
-            // The audit trail: kept with no expiry by default (see docs/events-publication.md).
             ..Default::default()
         };
         Publisher {
@@ -105,10 +149,7 @@ impl Publisher {
                     Ok(found) => found,
                     Err(error) => {
                         return Published {
-                            failure: Some(Failure {
-                                error,
-                                stale_tail: false,
-                            }),
+                            failure: Some(Failure::new(error)),
                             ..Published::default()
                         }
                     }
@@ -137,10 +178,12 @@ impl Publisher {
                 Err(e) => {
                     let stale_tail = e.kind() == PublishErrorKind::WrongLastSequence
                         && published.through == skip;
+                    let refused = refusal(&e);
                     published.failure = Some(Failure {
                         error: anyhow::Error::new(e)
                             .context("JetStream did not acknowledge an event"),
                         stale_tail,
+                        refused,
                     });
                     break;
                 }
@@ -178,13 +221,15 @@ impl Publisher {
             match self.js.send_publish(subject, message).await {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {
+                    let refused = refusal(&e);
                     return (
                         acks,
                         Some(Failure {
                             error: anyhow::Error::new(e).context("publishing an event failed"),
                             stale_tail: false,
+                            refused,
                         }),
-                    )
+                    );
                 }
             }
         }
@@ -203,6 +248,7 @@ impl Publisher {
             .with_context(|| format!("creating or reading the stream {}", self.config.name))?;
         let info = stream.cached_info();
         if !self.checked_config {
+            self.align_max_age(&info.config).await?;
             self.checked_config = true;
             self.warn_about(&info.config);
         }
@@ -229,6 +275,32 @@ impl Publisher {
         Ok((last_sequence, skip))
     }
 
+    /// An existing stream (made before the retention was set or changed, or by someone else)
+    /// gets the retention as its `max_age`; the rest of its configuration is left as it is.
+    async fn align_max_age(&self, existing: &stream::Config) -> anyhow::Result<()> {
+        use anyhow::Context;
+        if existing.max_age == self.config.max_age {
+            return Ok(());
+        }
+        let mut config = existing.clone();
+        config.max_age = self.config.max_age;
+        if !config.max_age.is_zero() && config.duplicate_window > config.max_age {
+            config.duplicate_window = config.max_age;
+        }
+        self.js.update_stream(&config).await.with_context(|| {
+            format!(
+                "setting the stream {}'s max_age to events.retention",
+                existing.name
+            )
+        })?;
+        tracing::info!(
+            stream = %existing.name,
+            max_age = ?config.max_age,
+            "the stream's max_age set to events.retention"
+        );
+        Ok(())
+    }
+
     /// A stream made by someone else may not be what publication needs: say so once.
     fn warn_about(&self, existing: &stream::Config) {
         if existing.duplicate_window < self.config.duplicate_window {
@@ -251,4 +323,45 @@ impl Publisher {
 fn lag(event: &Pending, acked_at: DateTime<Utc>) -> f64 {
     let lag = acked_at - event.recorded_at;
     lag.to_std().unwrap_or(Duration::ZERO).as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(err_code: u64) -> jetstream::Error {
+        serde_json::from_value(serde_json::json!({
+            "code": 400, "err_code": err_code, "description": "refused"
+        }))
+        .expect("a JetStream API error")
+    }
+
+    #[test]
+    fn only_refusals_of_the_message_itself_set_an_event_aside() {
+        let too_large = PublishError::with_source(
+            PublishErrorKind::MaxPayloadExceeded,
+            "Payload size limit of 4096 exceeded by message size of 6000",
+        );
+        assert!(refusal(&too_large).is_some_and(|r| r.contains("4096")));
+        for code in [10054, 10097] {
+            let e = PublishError::with_source(PublishErrorKind::Other, api_error(code));
+            assert!(refusal(&e).is_some(), "{code}");
+        }
+        // A full stream, the account's limits, no stream, a timeout, a lost connection: every
+        // event would be refused alike, so none is set aside.
+        for code in [10077, 10002, 10047] {
+            let e = PublishError::with_source(PublishErrorKind::Other, api_error(code));
+            assert!(refusal(&e).is_none(), "{code}");
+        }
+        for kind in [
+            PublishErrorKind::TimedOut,
+            PublishErrorKind::BrokenPipe,
+            PublishErrorKind::StreamNotFound,
+            PublishErrorKind::WrongLastSequence,
+            PublishErrorKind::MaxAckPending,
+            PublishErrorKind::Other,
+        ] {
+            assert!(refusal(&PublishError::new(kind)).is_none(), "{kind:?}");
+        }
+    }
 }

@@ -10,10 +10,6 @@ use crate::events::repo::FeedPosition;
 /// database among all instances. Any fixed number; advisory locks are per database.
 const PUBLISHER_LOCK: i64 = 0x6375_7374_5F72_6C79; // "cust_rly"
 
-/// Counting unpublished events for `/metrics` stops here, so that a scrape stays cheap however
-/// large the backlog.
-pub const BACKLOG_COUNT_CAP: i64 = 1_000_000;
-
 /// One event to publish.
 #[derive(Debug)]
 pub struct Pending {
@@ -149,39 +145,27 @@ pub async fn advance(conn: &mut PgConnection, to: FeedPosition) -> Result<(), sq
     Ok(())
 }
 
-/// Events after the relay position, for `/metrics`.
-#[derive(Debug, Clone, Copy)]
-pub struct Backlog {
-    /// How many (at most [`BACKLOG_COUNT_CAP`]).
-    pub unpublished: i64,
-    /// Seconds since the oldest of them was recorded; 0 when there is none.
-    pub oldest_age_seconds: f64,
-}
-
-/// The backlog, counted up to [`BACKLOG_COUNT_CAP`] (the oldest age is then that of the oldest
-/// counted). Reads only, in a transaction of its own that takes no transaction id.
-pub async fn backlog(pool: &PgPool) -> Result<Backlog, sqlx::Error> {
-    let mut tx = crate::db::begin(pool).await?;
-    sqlx::query!("SELECT set_config('app.relay', 'on', true)")
-        .fetch_one(&mut *tx)
-        .await?;
-    let row = sqlx::query!(
-        r#"SELECT count(*) AS "unpublished!",
-                  COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(u.recorded_at)), 0)::float8
-                      AS "oldest_age_seconds!"
-             FROM (SELECT e.recorded_at
-                     FROM customer_events e
-                    WHERE (e.feed_xid, e.seq) > ((SELECT feed_xid FROM event_relay WHERE id = 1),
-                                                 (SELECT seq FROM event_relay WHERE id = 1))
-                      AND e.occurred_at IS NOT NULL -- customer_events_relay is partial on it
-                    LIMIT $1) u"#,
-        BACKLOG_COUNT_CAP
+/// Sets an event JetStream refuses for good aside (`event_undeliverable`, migration 8) and
+/// moves the relay position over it, in the round's transaction: the events after it are
+/// published next. The event stays in `customer_events`. `reason` holds no personal data (the
+/// client's error: sizes and limits).
+pub async fn set_aside(
+    conn: &mut PgConnection,
+    event: &Pending,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO event_undeliverable (id, feed_xid, seq, org_id, mode, reason)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (id) DO NOTHING",
+        event.id,
+        event.position.feed_xid,
+        event.position.seq,
+        event.org,
+        event.mode,
+        reason
     )
-    .fetch_one(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await?;
-    Ok(Backlog {
-        unpublished: row.unpublished,
-        oldest_age_seconds: row.oldest_age_seconds.max(0.0),
-    })
+    advance(conn, event.position).await
 }

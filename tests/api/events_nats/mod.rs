@@ -8,8 +8,10 @@
 mod crash;
 mod delivery;
 mod instances;
+mod max_age;
 mod outage;
 mod stalled;
+mod undeliverable;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -207,6 +207,32 @@ impl TestStream {
         counts
     }
 
+    /// The stream's configuration as JetStream holds it (the stream must exist).
+    pub async fn config(&self) -> stream::Config {
+        let mut stream = self.js.get_stream(&self.name).await.expect("the stream");
+        stream
+            .info()
+            .await
+            .expect("the stream's info")
+            .config
+            .clone()
+    }
+
+    /// Creates the stream as an operator might have before the service ran: the service's
+    /// subjects and `max_age`.
+    pub async fn create_with_max_age(&self, max_age: Duration) {
+        self.js
+            .create_stream(stream::Config {
+                name: self.name.clone(),
+                subjects: vec![format!("{}.>", self.prefix)],
+                max_age,
+                duplicate_window: max_age.min(Duration::from_secs(120)),
+                ..Default::default()
+            })
+            .await
+            .expect("the stream created");
+    }
+
     pub async fn delete(self) {
         let _ = self.js.delete_stream(&self.name).await;
     }
@@ -231,14 +257,22 @@ pub struct PrivateNats {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Lines of a nats-server configuration file (`max_payload: 4096`), if any.
+    config: Option<String>,
 }
 
 impl PrivateNats {
     pub async fn start() -> Self {
+        Self::start_with_config("").await
+    }
+
+    /// With these lines of nats-server configuration (`max_payload: 4096`, say); empty: none.
+    pub async fn start_with_config(config: &str) -> Self {
         let mut nats = PrivateNats {
             child: None,
             port: free_port(),
             dir: tempfile::tempdir().expect("a temp dir"),
+            config: (!config.trim().is_empty()).then(|| config.to_owned()),
         };
         nats.spawn().await;
         nats
@@ -251,7 +285,13 @@ impl PrivateNats {
     async fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("nats-server.log"))
             .expect("a log file for nats-server");
-        let child = Command::new(nats_server_program())
+        let mut command = Command::new(nats_server_program());
+        if let Some(config) = &self.config {
+            let path = self.dir.path().join("nats-server.conf");
+            std::fs::write(&path, config).expect("the nats-server configuration written");
+            command.arg("-c").arg(path);
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",

@@ -1,6 +1,8 @@
 //! Prometheus metrics. Labels are route templates (`/v1/customers/{id}`), never raw paths, so
 //! the number of series stays bounded and no id reaches the metrics.
 
+mod cache;
+
 use std::sync::LazyLock;
 
 use prometheus::{
@@ -9,7 +11,9 @@ use prometheus::{
 };
 use sqlx::PgPool;
 
-use crate::events::relay::store::Backlog;
+use crate::events::relay::figures::Figures;
+
+pub use cache::FiguresCache;
 
 struct Metrics {
     registry: Registry,
@@ -22,6 +26,7 @@ struct Metrics {
     events_published: IntCounter,
     events_duplicates: IntCounter,
     publication_lag: Histogram,
+    undeliverable: IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -81,6 +86,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         ]),
     )
     .expect("valid metric");
+    let undeliverable = IntCounter::new(
+        "events_undeliverable_total",
+        "Events this instance set aside because JetStream refused them for good (too large)",
+    )
+    .expect("valid metric");
     for c in [
         Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(latency.clone()),
@@ -91,6 +101,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(events_published.clone()),
         Box::new(events_duplicates.clone()),
         Box::new(publication_lag.clone()),
+        Box::new(undeliverable.clone()),
     ] {
         registry.register(c).expect("metric registered once");
     }
@@ -105,6 +116,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         events_published,
         events_duplicates,
         publication_lag,
+        undeliverable,
     }
 });
 
@@ -135,13 +147,17 @@ pub fn events_published(fresh: u64, duplicates: u64) {
     METRICS.events_duplicates.inc_by(duplicates);
 }
 
+pub fn event_set_aside() {
+    METRICS.undeliverable.inc();
+}
+
 pub fn observe_publication_lag(seconds: f64) {
     METRICS.publication_lag.observe(seconds);
 }
 
-/// The text exposition, with the pool gauges read now, and the events' backlog when events are
-/// published (`None`: not published, or the database did not answer; the gauges are left out).
-pub fn render(pool: &PgPool, backlog: Option<Backlog>) -> String {
+/// The text exposition, with the pool gauges read now, and the database's figures (`None`: the
+/// database did not answer; their gauges are left out).
+pub fn render(pool: &PgPool, figures: Option<Figures>) -> String {
     let waiting = crate::db::waiting();
     let m = &*METRICS;
     let size = i64::from(pool.size());
@@ -151,29 +167,54 @@ pub fn render(pool: &PgPool, backlog: Option<Backlog>) -> String {
     m.pool.with_label_values(&["waiting"]).set(waiting);
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&m.registry.gather(), &mut out);
-    if let Some(backlog) = backlog {
-        // A registry of this scrape's own: the values belong to this scrape, not to the process
-        // (tests run several servers in one process).
-        let _ = TextEncoder::new().encode(&backlog_families(backlog), &mut out);
+    if let Some(figures) = figures {
+        // A registry of this scrape's own: the values belong to this server's database, not to
+        // the process (tests run several servers in one process).
+        let _ = TextEncoder::new().encode(&figure_families(figures), &mut out);
     }
     String::from_utf8(out).unwrap_or_default()
 }
 
-fn backlog_families(backlog: Backlog) -> Vec<prometheus::proto::MetricFamily> {
+fn figure_families(figures: Figures) -> Vec<prometheus::proto::MetricFamily> {
     let registry = Registry::new();
-    let unpublished = IntGauge::new(
-        "events_unpublished",
-        "Events after the relay position, not yet acknowledged by JetStream (counted up to 1000000)",
-    )
-    .expect("valid metric");
-    unpublished.set(backlog.unpublished);
-    let age = Gauge::new(
-        "events_oldest_unpublished_age_seconds",
-        "Seconds since the oldest unpublished event was recorded; 0 when none waits",
-    )
-    .expect("valid metric");
-    age.set(backlog.oldest_age_seconds);
-    let _ = registry.register(Box::new(unpublished));
-    let _ = registry.register(Box::new(age));
+    let gauge = |name: &str, help: &str, value: f64| {
+        let gauge = Gauge::new(name, help).expect("valid metric");
+        gauge.set(value);
+        let _ = registry.register(Box::new(gauge));
+    };
+    let int_gauge = |name: &str, help: &str, value: i64| {
+        let gauge = IntGauge::new(name, help).expect("valid metric");
+        gauge.set(value);
+        let _ = registry.register(Box::new(gauge));
+    };
+    int_gauge(
+        "events_feed_horizon_lag_transactions",
+        "Transaction ids assigned since the oldest transaction still running in the cluster began: the feed shows nothing past it",
+        figures.horizon.transactions,
+    );
+    gauge(
+        "events_feed_held_back_seconds",
+        "Seconds since the next committed event the feed's horizon holds back was recorded; 0 when none is held back",
+        figures.horizon.held_back_seconds,
+    );
+    if let Some(backlog) = figures.backlog {
+        int_gauge(
+            "events_unpublished",
+            "Events after the relay position, not yet acknowledged by JetStream (counted up to 1000000)",
+            backlog.unpublished,
+        );
+        gauge(
+            "events_oldest_unpublished_age_seconds",
+            "Seconds since the oldest unpublished event was recorded; 0 when none waits",
+            backlog.oldest_age_seconds,
+        );
+    }
+    if let Some(n) = figures.undeliverable {
+        int_gauge(
+            "events_undeliverable",
+            "Events set aside because JetStream refused them for good (event_undeliverable)",
+            n,
+        );
+    }
     registry.gather()
 }
