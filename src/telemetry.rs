@@ -176,6 +176,20 @@ pub fn continue_from(span: &tracing::Span, traceparent: Option<&str>) {
     let _ = span.set_parent(parent);
 }
 
+/// The producer span of one event's publication to `subject` (the tenant's org and the event
+/// type: no personal data). Created only when traces are exported.
+pub fn publication_span(subject: &str) -> tracing::Span {
+    tracing::debug_span!(
+        target: "customers_api::spans",
+        "publish",
+        otel.name = "CUSTOMER_EVENTS publish",
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.destination.name = subject,
+    )
+}
+
 /// A span for one database statement, named by what it does (`customers.update`); no
 /// parameters, ever. Created only when traces are exported.
 #[macro_export]

@@ -2,7 +2,8 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` set, exports its spans over OTLP/HTTP to a receiver this test
 //! runs. One request → its server span (a child of the request's `traceparent`, or the root of a
 //! new trace) with the database statements as its children, named by what they do; no
-//! personal data in any attribute; the event of a write keeps the request's trace context.
+//! personal data in any attribute; the event of a write keeps the request's trace context, and
+//! its publication to NATS is a span of that trace whose context the message carries.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -109,12 +110,17 @@ async fn a_request_is_traced_into_its_statements_with_no_personal_data() {
     let (db, url) = fresh_database_for_binaries().await;
     let dir = tempfile::tempdir().unwrap();
     let endpoint = format!("http://127.0.0.1:{}", receiver.port);
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-    ]
-    .map(|(name, value)| (name.to_owned(), value.to_owned()));
+    let nats_url = shared_nats_url();
+    let stream = TestStream::new(&nats_url).await;
+    let mut env = stream.env(&nats_url);
+    env.extend(
+        [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ]
+        .map(|(name, value)| (name.to_owned(), value.to_owned())),
+    );
     let mut service = Service::start_with_env(dir.path(), &url, "traced", &env);
     let client = reqwest::Client::new();
     service.wait_ready(&client).await;
@@ -161,7 +167,10 @@ async fn a_request_is_traced_into_its_statements_with_no_personal_data() {
         "{:?}",
         attribute(create, "http.response.status_code")
     );
-    let statements: Vec<&Value> = children(&spans, create);
+    let statements: Vec<&Value> = children(&spans, create)
+        .into_iter()
+        .filter(|s| s["name"] != "CUSTOMER_EVENTS publish")
+        .collect();
     let names: Vec<&str> = statements
         .iter()
         .filter_map(|s| s["name"].as_str())
@@ -221,6 +230,30 @@ async fn a_request_is_traced_into_its_statements_with_no_personal_data() {
         patched_context.contains(patch["traceId"].as_str().unwrap()),
         "{patched_context}"
     );
+    // Each event's publication is a producer span in the trace of the request that made it,
+    // and the message carries the publication's context.
+    let messages = stream.receive(2, Duration::from_secs(20)).await;
+    let spans = receiver.spans_once("CUSTOMER_EVENTS publish").await;
+    let spans = if named(&spans, "CUSTOMER_EVENTS publish").len() < 2 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        receiver.spans.lock().unwrap().clone()
+    } else {
+        spans
+    };
+    for (message, request) in messages.iter().zip([create, patch]) {
+        let publication = named(&spans, "CUSTOMER_EVENTS publish")
+            .into_iter()
+            .find(|p| p["traceId"] == request["traceId"])
+            .unwrap_or_else(|| panic!("no publication span in the trace of {request}"));
+        assert_eq!(publication["parentSpanId"], request["spanId"]);
+        assert_eq!(publication["kind"], 4, "a producer span");
+        let expected = format!(
+            "00-{}-{}-01",
+            request["traceId"].as_str().unwrap(),
+            publication["spanId"].as_str().unwrap()
+        );
+        assert_eq!(message.traceparent.as_deref(), Some(expected.as_str()));
+    }
     service.terminate().await;
 }
 

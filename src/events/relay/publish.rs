@@ -16,6 +16,7 @@
 //! a crash leaves no duplicate even after JetStream's duplicate window has passed.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
@@ -213,12 +214,22 @@ impl Publisher {
     ) -> (Vec<PublishAckFuture>, Option<Failure>) {
         let mut acks = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
-            let message = PublishMessage::build()
+            let mut message = PublishMessage::build()
                 .message_id(&event.id)
                 .expected_last_sequence(last_sequence + i as u64)
                 .payload(bytes::Bytes::from(event.body.clone()));
             let subject = subject(&self.prefix, &event.mode, &event.org, &event.kind);
-            match self.js.send_publish(subject, message).await {
+            // The publication joins the trace of the request that made the event, and the
+            // message carries it on (the publication's own context when traces are exported).
+            let span = crate::telemetry::publication_span(&subject);
+            crate::telemetry::continue_from(&span, event.traceparent.as_deref());
+            let traceparent =
+                crate::telemetry::traceparent(&span).or_else(|| event.traceparent.clone());
+            if let Some(traceparent) = traceparent {
+                message = message.header("traceparent", traceparent.as_str());
+            }
+            let sent = self.js.send_publish(subject, message).instrument(span);
+            match sent.await {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {
                     let refused = refusal(&e);

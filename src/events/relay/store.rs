@@ -21,6 +21,8 @@ pub struct Pending {
     /// The event JSON exactly as stored (and as the feed serves it).
     pub body: String,
     pub recorded_at: DateTime<Utc>,
+    /// The trace context of the request that made the event (docs/operations.md#tracing).
+    pub traceparent: Option<String>,
 }
 
 /// What one round read: the relay position and the events after it.
@@ -86,7 +88,7 @@ pub async fn next_batch(conn: &mut PgConnection, limit: i64) -> Result<Option<Ba
                   e.feed_xid < (SELECT gate FROM r) AS "visible!",
                   e.feed_xid, e.seq, e.id, e.org_id, e.mode, e.type AS kind,
                   CASE WHEN e.feed_xid < (SELECT gate FROM r) THEN e.body::text END AS body,
-                  e.recorded_at, clock_timestamp() AS "read_at!"
+                  e.recorded_at, e.traceparent, clock_timestamp() AS "read_at!"
              FROM customer_events e
             WHERE (e.feed_xid, e.seq) > ((SELECT feed_xid FROM r), (SELECT seq FROM r))
               AND e.occurred_at IS NOT NULL -- customer_events_relay is partial on it (migration 4)
@@ -122,6 +124,7 @@ pub async fn next_batch(conn: &mut PgConnection, limit: i64) -> Result<Option<Ba
             kind: r.kind,
             body,
             recorded_at: r.recorded_at,
+            traceparent: r.traceparent,
         });
     }
     Ok(Some(Batch {

@@ -36,6 +36,8 @@ pub struct Received {
     pub subject: String,
     pub msg_id: Option<String>,
     pub payload: Vec<u8>,
+    /// The W3C trace context the message carries, if any.
+    pub traceparent: Option<String>,
     pub stream_sequence: u64,
     /// When JetStream stored it.
     pub published: DateTime<Utc>,
@@ -184,6 +186,11 @@ impl TestStream {
                     .and_then(|h| h.get("Nats-Msg-Id"))
                     .map(|v| v.as_str().to_owned()),
                 payload: message.payload.to_vec(),
+                traceparent: message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("traceparent"))
+                    .map(|v| v.as_str().to_owned()),
                 stream_sequence: info.stream_sequence,
                 published: info.published,
             });
