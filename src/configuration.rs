@@ -212,6 +212,10 @@ pub struct EventsSettings {
     /// How long JetStream remembers a `Nats-Msg-Id` to drop a republished duplicate.
     #[serde(with = "humantime_serde")]
     pub duplicate_window: Duration,
+    /// Copies of the stream a JetStream cluster keeps (1 to 5): 1 on a single server, 3 on a
+    /// cluster of three, so the stream survives the loss of any one server. Set when the
+    /// service creates the stream (an existing stream's replicas are the operator's to change).
+    pub stream_replicas: usize,
     /// Events published per batch.
     pub batch_size: i64,
     /// How often the relay looks for events written by other instances (events written by this
@@ -427,6 +431,12 @@ impl Settings {
             if d.is_zero() {
                 return Err(ConfigError::invalid(name, "must be above zero"));
             }
+        }
+        if !(1..=5).contains(&events.stream_replicas) {
+            return Err(ConfigError::invalid(
+                "events.stream_replicas",
+                "must be 1 to 5 (JetStream's limit)",
+            ));
         }
         if events.duplicate_window < Duration::from_secs(120) {
             return Err(ConfigError::invalid(

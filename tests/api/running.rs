@@ -92,6 +92,10 @@ fn a_bad_setting_stops_start_up_naming_it() {
         cmd.env("CUSTOMERS_API__IDEMPOTENCY__WAIT", "0s");
     });
     assert!(stderr.contains("idempotency.wait"), "{stderr}");
+    let stderr = failing_start(|cmd| {
+        cmd.env("CUSTOMERS_API__EVENTS__STREAM_REPLICAS", "6");
+    });
+    assert!(stderr.contains("events.stream_replicas"), "{stderr}");
 }
 
 #[test]

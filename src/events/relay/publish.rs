@@ -122,6 +122,7 @@ impl Publisher {
             subjects: vec![format!("{}.>", settings.subject_prefix)],
             duplicate_window,
             max_age,
+            num_replicas: settings.stream_replicas,
             storage: stream::StorageType::File,
             ..Default::default()
         };

@@ -36,6 +36,7 @@ async fn the_stream_the_service_creates_expires_events_after_the_retention() {
     let config = stream.config().await;
     assert_eq!(config.max_age, Duration::ZERO, "no retention: no expiry");
     assert_eq!(config.duplicate_window, Duration::from_secs(300));
+    assert_eq!(config.num_replicas, 1, "events.stream_replicas, default 1");
     stream.delete().await;
 }
 
