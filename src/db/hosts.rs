@@ -9,6 +9,10 @@
 //! default: the first host that accepts a connection) or `read-write` (`primary` is taken as a
 //! synonym): the first host, in the order given, that is not in recovery and not read-only.
 //! The pool connects to the selected host only; [`super::monitor`] selects again when it fails.
+//!
+//! The TLS settings (`sslmode`, `sslrootcert`, ...; see [`super::tls`]) are part of the shared
+//! rest, so every host, and every probe of the monitor, uses them; `verify-full` checks each
+//! host's certificate against that host's own name.
 
 use std::time::Duration;
 
@@ -21,6 +25,8 @@ pub struct Hosts {
     hosts: Vec<Host>,
     read_write: bool,
     selected: usize,
+    /// The TLS failure of the last [`Hosts::select`] that found no host, if one was.
+    tls_failure: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +56,7 @@ impl Hosts {
             hosts: vec![Host { options, label }],
             read_write: false,
             selected: 0,
+            tls_failure: None,
         }
     }
 
@@ -57,8 +64,10 @@ impl Hosts {
         let (url, read_write) = take_session_attrs(url)?;
         let parsed = split_hosts(&url)?;
         let parse = |url: &str| {
-            url.parse::<PgConnectOptions>()
-                .map_err(|e| UrlError(format!("is not a valid PostgreSQL URL: {e}")))
+            let options = url
+                .parse::<PgConnectOptions>()
+                .map_err(|e| UrlError(format!("is not a valid PostgreSQL URL: {e}")))?;
+            super::tls::libpq_rules(options).map_err(UrlError)
         };
         let hosts = match parsed {
             None => vec![parse(&url)?],
@@ -86,6 +95,7 @@ impl Hosts {
                 .collect(),
             read_write,
             selected: 0,
+            tls_failure: None,
         })
     }
 
@@ -118,6 +128,12 @@ impl Hosts {
         &self.hosts[index].options
     }
 
+    /// Why the last [`Hosts::select`] that found no host failed, when TLS was the reason for one
+    /// host: a certificate refused is a configuration to fix, and the log must say so.
+    pub fn tls_failure(&self) -> Option<&str> {
+        self.tls_failure.as_deref()
+    }
+
     /// Applies `f` to every host's options (the pool's per-connection settings).
     pub fn map_options(mut self, f: impl Fn(PgConnectOptions) -> PgConnectOptions) -> Self {
         for host in &mut self.hosts {
@@ -131,6 +147,7 @@ impl Hosts {
     /// unchanged). For a read-write target the hosts are probed all at once and the first to
     /// take writes wins (only one does; a stalled host first in the list costs nothing then).
     pub async fn select(&mut self) -> Option<(usize, sqlx::PgConnection)> {
+        self.tls_failure = None;
         if self.read_write {
             use futures_util::stream::{FuturesUnordered, StreamExt};
             let mut probes: FuturesUnordered<_> = (self.hosts.iter().enumerate())
@@ -142,9 +159,7 @@ impl Hosts {
                         self.selected = index;
                         return Some((index, conn));
                     }
-                    Err(reason) => {
-                        tracing::debug!(host = %self.hosts[index].label, %reason, "database host not selected");
-                    }
+                    Err(reason) => not_selected(&self.hosts[index], reason, &mut self.tls_failure),
                 }
             }
             return None;
@@ -155,12 +170,38 @@ impl Hosts {
                     self.selected = index;
                     return Some((index, conn));
                 }
-                Err(reason) => {
-                    tracing::debug!(host = %self.hosts[index].label, %reason, "database host not selected");
-                }
+                Err(reason) => not_selected(&self.hosts[index], reason, &mut self.tls_failure),
             }
         }
         None
+    }
+}
+
+/// Logs why a host was not selected, and keeps the first TLS failure of the round.
+fn not_selected(host: &Host, reason: ProbeError, tls_failure: &mut Option<String>) {
+    tracing::debug!(host = %host.label, %reason, "database host not selected");
+    if reason.tls {
+        tls_failure.get_or_insert_with(|| super::tls::describe(&host.options, &reason.reason));
+    }
+}
+
+/// Why a probe found a host unacceptable.
+#[derive(Debug)]
+pub struct ProbeError {
+    pub reason: String,
+    /// The TLS handshake failed (see [`super::tls::failure`]).
+    pub tls: bool,
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<String> for ProbeError {
+    fn from(reason: String) -> Self {
+        Self { reason, tls: false }
     }
 }
 
@@ -169,19 +210,22 @@ impl Hosts {
 pub async fn probe(
     options: &PgConnectOptions,
     read_write: bool,
-) -> Result<sqlx::PgConnection, String> {
+) -> Result<sqlx::PgConnection, ProbeError> {
     let attempt = async {
         let mut conn = sqlx::PgConnection::connect_with(options)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match super::tls::failure(&e) {
+                Some(reason) => ProbeError { reason, tls: true },
+                None => ProbeError::from(e.to_string()),
+            })?;
         if read_write && is_read_only(&mut conn).await.map_err(|e| e.to_string())? {
-            return Err("read-only (a standby)".to_owned());
+            return Err("read-only (a standby)".to_owned().into());
         }
         Ok(conn)
     };
     match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}").into()),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod deadline;
 pub mod hosts;
 pub mod monitor;
 pub mod sweep;
+pub mod tls;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;
