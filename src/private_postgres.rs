@@ -121,6 +121,8 @@ impl PrivatePostgres {
         PgConnectOptions::new()
             .socket(&self.socket_dir)
             .port(self.port)
+            // A Unix socket carries no TLS: no SSLRequest round trip on each connect.
+            .ssl_mode(sqlx::postgres::PgSslMode::Disable)
             .username("postgres")
             .database("postgres")
     }

@@ -33,6 +33,10 @@ pub fn libpq_rules(options: PgConnectOptions) -> Result<PgConnectOptions, String
             }
         }
     }
+    // libpq asks for no TLS on a Unix socket (PostgreSQL offers none there), whatever sslmode.
+    if options.get_socket().is_some() || options.get_host().starts_with('/') {
+        return Ok(options.ssl_mode(PgSslMode::Disable));
+    }
     if client_cert != client_key {
         return Err(
             "sslcert and sslkey go together: a client certificate needs its key".to_owned(),
@@ -126,6 +130,10 @@ mod tests {
             "disable"
         );
         assert_eq!(mode("postgres://h/db"), "prefer");
+        assert_eq!(
+            mode("postgres://u@localhost/db?host=/run/pg&sslmode=require"),
+            "disable"
+        );
     }
 
     #[test]

@@ -24,4 +24,5 @@ mod properties;
 mod row_security;
 mod running;
 mod security;
+mod tls;
 mod validation;
