@@ -85,6 +85,7 @@ impl std::fmt::Debug for Secret {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     #[serde(skip, default = "default_profile")]
     pub profile: Profile,
@@ -104,6 +105,7 @@ fn default_profile() -> Profile {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
@@ -113,6 +115,7 @@ pub struct ServerSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: Secret,
     pub data_dir: PathBuf,
@@ -126,6 +129,7 @@ pub struct DatabaseSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
@@ -138,6 +142,7 @@ pub struct AuthSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeySettings {
     pub kid: String,
     pub alg: String,
@@ -150,6 +155,7 @@ pub struct KeySettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IdempotencySettings {
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
@@ -161,11 +167,13 @@ pub struct IdempotencySettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PaginationSettings {
     pub cursor_secret: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     pub enabled: bool,
     /// Sustained requests per second per tenant, per instance.
@@ -175,6 +183,7 @@ pub struct RateLimitSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CacheSettings {
     /// The memory, in MiB, each instance gives the customers it remembers as the guess of a
     /// write's current version (customers::recent); 0 turns it off. A budget of bytes, not a
@@ -183,6 +192,7 @@ pub struct CacheSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventsSettings {
     /// NATS server to publish events to (`nats://host:4222`); empty: no publishing (the feed and
     /// the history still work).
@@ -215,6 +225,7 @@ pub struct EventsSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
@@ -228,8 +239,19 @@ pub enum LogFormat {
 }
 
 impl Settings {
-    /// Reads the layered configuration and validates it.
+    /// Reads the layered configuration and validates it. A setting nobody reads (a misspelt key
+    /// in a file, an unknown `CUSTOMERS_API__…` variable) is refused by name: every settings
+    /// struct denies unknown fields (see the test `an_unknown_setting_in_any_section_is_refused`).
     pub fn load() -> Result<Self, ConfigError> {
+        Self::load_layers(None, None)
+    }
+
+    /// [`Settings::load`] with, for tests, a TOML text laid over the files and the environment
+    /// variables given instead of the process's own.
+    fn load_layers(
+        extra_toml: Option<&str>,
+        environment: Option<config::Map<String, String>>,
+    ) -> Result<Self, ConfigError> {
         let profile = Profile::from_env()?;
         let profile_toml = match profile {
             Profile::Development => DEVELOPMENT_TOML,
@@ -244,11 +266,13 @@ impl Settings {
             .add_source(File::from(dir.join("default.toml")).required(false))
             .add_source(File::from_str(profile_toml, FileFormat::Toml))
             .add_source(File::from(dir.join(format!("{}.toml", profile.name()))).required(false))
+            .add_source(File::from_str(extra_toml.unwrap_or(""), FileFormat::Toml))
             .add_source(
                 Environment::with_prefix("CUSTOMERS_API")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(environment),
             );
         // The conventional short names win over everything else.
         for (env, key) in [
@@ -472,6 +496,34 @@ impl Settings {
 /// Turns a deserialisation failure into a message that names the setting.
 fn describe(e: config::ConfigError) -> ConfigError {
     let text = e.to_string();
+    // `unknown field `customers`, expected `customers_mib` for key `cache``: the setting is
+    // `cache.customers`, which a file or the environment spelt.
+    if let Some(rest) = text.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        let section = text
+            .rsplit_once("for key `")
+            .and_then(|(_, rest)| rest.split('`').next())
+            .filter(|section| !section.is_empty());
+        let setting = match section {
+            Some(section) => format!("{section}.{field}"),
+            None => field.to_owned(),
+        };
+        let variable = format!(
+            "CUSTOMERS_API__{}",
+            setting.replace('.', "__").to_uppercase()
+        );
+        let expected = text
+            .split_once(", expected ")
+            .map(|(_, rest)| rest.rsplit_once(" for key").map_or(rest, |(e, _)| e))
+            .unwrap_or("no setting of that name");
+        return ConfigError::invalid(
+            setting,
+            format!(
+                "unknown setting (a misspelt key in a configuration file, or the environment \
+                 variable {variable}); expected {expected}"
+            ),
+        );
+    }
     // config's messages read like `invalid type: ... for key `server.port``.
     let setting = text
         .rsplit_once("for key `")
@@ -484,4 +536,92 @@ fn describe(e: config::ConfigError) -> ConfigError {
         })
         .unwrap_or_else(|| "configuration".into());
     ConfigError::invalid(setting, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(extra_toml: &str, env: &[(&str, &str)]) -> ConfigError {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match Settings::load_layers(Some(extra_toml), Some(env)) {
+            Ok(_) => panic!("accepted: {extra_toml}"),
+            Err(e) => e,
+        }
+    }
+
+    /// Every section of config/default.toml (so a section added later is covered too), and the
+    /// top level, refuses a key it does not know, by name.
+    #[test]
+    fn an_unknown_setting_in_any_section_is_refused() {
+        let default: toml_sections::Sections = toml_sections::sections(DEFAULT_TOML);
+        assert!(default.len() >= 9, "{default:?}");
+        for section in default {
+            let e = refused(&format!("[{section}]\nno_such_setting = 1\n"), &[]);
+            assert_eq!(e.setting, format!("{section}.no_such_setting"), "{e}");
+            assert!(e.reason.contains("unknown setting"), "{e}");
+        }
+        let e = refused("no_such_section = 1\n", &[]);
+        assert_eq!(e.setting, "no_such_section", "{e}");
+    }
+
+    #[test]
+    fn an_unknown_environment_variable_is_refused_by_name() {
+        let e = refused("", &[("CUSTOMERS_API__CACHE__CUSTOMERS", "64")]);
+        assert_eq!(e.setting, "cache.customers", "{e}");
+        assert!(
+            e.to_string().contains("CUSTOMERS_API__CACHE__CUSTOMERS")
+                && e.to_string().contains("customers_mib"),
+            "{e}"
+        );
+        let e = refused("", &[("CUSTOMERS_API__DATABASE__MAX_CONECTIONS", "5")]);
+        assert_eq!(e.setting, "database.max_conections", "{e}");
+        // A known one is taken.
+        let settings = Settings::load_layers(
+            None,
+            Some(
+                [(
+                    "CUSTOMERS_API__CACHE__CUSTOMERS_MIB".to_owned(),
+                    "3".to_owned(),
+                )]
+                .into(),
+            ),
+        )
+        .unwrap();
+        assert_eq!(settings.cache.customers_mib, 3);
+    }
+
+    #[test]
+    fn an_unknown_key_of_a_signing_key_is_refused() {
+        let e = refused(
+            "[[auth.keys]]\nkid = \"k\"\nalg = \"HS256\"\nsecret = \"0123456789abcdef0123456789abcdef\"\nsecert = \"x\"\n",
+            &[],
+        );
+        assert!(e.setting.ends_with("secert"), "{e}");
+    }
+
+    /// The table names of a TOML text (`[a]`, `[a.b]`, `[[a.b]]` as `a.b`), without a TOML
+    /// parser: the file is ours and simple.
+    mod toml_sections {
+        pub type Sections = Vec<String>;
+        pub fn sections(text: &str) -> Sections {
+            let mut out: Sections = Vec::new();
+            for line in text.lines().map(str::trim) {
+                if let Some(name) = line
+                    .strip_prefix('[')
+                    .and_then(|l| l.split(']').next())
+                    .map(|n| n.trim_start_matches('[').trim())
+                {
+                    if !name.is_empty() && !out.iter().any(|o| o == name) && !line.starts_with("[[")
+                    {
+                        out.push(name.to_owned());
+                    }
+                }
+            }
+            out
+        }
+    }
 }

@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod compat;
+mod config;
 mod customers;
 mod errors;
 mod events;
