@@ -1,3 +1,5 @@
+// customers-api: a vendored copy (see Cargo.toml, [patch.crates-io]); its warnings are upstream's.
+#![allow(warnings)]
 //! Core of SQLx, the rust SQL toolkit.
 //!
 //! ### Note: Semver Exempt API
