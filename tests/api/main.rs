@@ -8,6 +8,7 @@ mod auth;
 mod compat;
 mod config;
 mod customers;
+mod docs;
 mod errors;
 mod events;
 mod events_nats;
