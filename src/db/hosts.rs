@@ -70,12 +70,13 @@ impl Hosts {
 
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let (url, read_write) = take_session_attrs(url)?;
+        let (url, system_roots) = super::tls::take_system_roots(&url);
         let parsed = split_hosts(&url)?;
         let parse = |url: &str| {
             let options = url
                 .parse::<PgConnectOptions>()
                 .map_err(|e| UrlError(format!("is not a valid PostgreSQL URL: {e}")))?;
-            super::tls::libpq_rules(options).map_err(UrlError)
+            super::tls::libpq_rules(options, system_roots).map_err(UrlError)
         };
         let hosts = match parsed {
             None => vec![parse(&url)?],

@@ -11,12 +11,39 @@
 //!   log names it: a refused certificate is a configuration to fix, not a host that is down.
 //!
 //! Without `sslrootcert`, `verify-ca`/`verify-full` verify against the Mozilla root certificates
-//! compiled in (webpki-roots), which is libpq's `sslrootcert=system`.
+//! compiled in (webpki-roots). `sslrootcert=system` says so explicitly (libpq's spelling for
+//! the system's roots) and, as in libpq, means `verify-full`.
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
+/// Removes `sslrootcert=system` from a URL's query (sqlx would take it for a file name); true
+/// when it was there.
+pub fn take_system_roots(url: &str) -> (String, bool) {
+    let Some((head, query)) = url.split_once('?') else {
+        return (url.to_owned(), false);
+    };
+    let is_system = |pair: &&str| {
+        matches!(
+            pair.split_once('='),
+            Some(("sslrootcert" | "ssl-root-cert" | "ssl-ca", "system"))
+        )
+    };
+    if !query.split('&').any(|pair| is_system(&pair)) {
+        return (url.to_owned(), false);
+    }
+    let kept: Vec<&str> = query.split('&').filter(|pair| !is_system(pair)).collect();
+    match kept.is_empty() {
+        true => (head.to_owned(), true),
+        false => (format!("{head}?{}", kept.join("&")), true),
+    }
+}
+
 /// The URL's options with libpq's rules applied, or what is wrong (never the URL itself).
-pub fn libpq_rules(options: PgConnectOptions) -> Result<PgConnectOptions, String> {
+/// `system_roots`: the URL said `sslrootcert=system` (see [`take_system_roots`]).
+pub fn libpq_rules(
+    options: PgConnectOptions,
+    system_roots: bool,
+) -> Result<PgConnectOptions, String> {
     let url = sqlx::ConnectOptions::to_url_lossy(&options);
     let (mut root_cert, mut client_cert, mut client_key) = (false, false, false);
     for (key, value) in url.query_pairs() {
@@ -41,6 +68,18 @@ pub fn libpq_rules(options: PgConnectOptions) -> Result<PgConnectOptions, String
         return Err(
             "sslcert and sslkey go together: a client certificate needs its key".to_owned(),
         );
+    }
+    if system_roots {
+        // libpq: "sslrootcert=system" requires verify-full, and makes it the default.
+        return match options.get_ssl_mode() {
+            PgSslMode::VerifyFull | PgSslMode::Prefer => {
+                Ok(options.ssl_mode(PgSslMode::VerifyFull))
+            }
+            other => Err(format!(
+                "sslrootcert=system needs sslmode=verify-full, not {}",
+                mode_name(&options.clone().ssl_mode(other))
+            )),
+        };
     }
     match options.get_ssl_mode() {
         PgSslMode::Allow => Err(
@@ -102,7 +141,34 @@ mod tests {
     use super::*;
 
     fn rules(url: &str) -> Result<PgConnectOptions, String> {
-        libpq_rules(url.parse().expect("a URL"))
+        let (url, system) = take_system_roots(url);
+        libpq_rules(url.parse().expect("a URL"), system)
+    }
+
+    #[test]
+    fn sslrootcert_system_means_the_public_roots_and_verify_full() {
+        let mode = |url: &str| rules(url).map(|o| mode_name(&o));
+        assert_eq!(
+            mode("postgres://h/db?sslrootcert=system"),
+            Ok("verify-full")
+        );
+        assert_eq!(
+            mode("postgres://h/db?sslmode=verify-full&sslrootcert=system&application_name=x"),
+            Ok("verify-full")
+        );
+        let e = mode("postgres://h/db?sslmode=require&sslrootcert=system").unwrap_err();
+        assert!(
+            e.contains("sslrootcert=system needs sslmode=verify-full, not require"),
+            "{e}"
+        );
+        assert_eq!(
+            take_system_roots("postgres://h/db?a=1&sslrootcert=system&b=2"),
+            ("postgres://h/db?a=1&b=2".to_owned(), true)
+        );
+        assert_eq!(
+            take_system_roots("postgres://h/db?sslrootcert=/x.pem"),
+            ("postgres://h/db?sslrootcert=/x.pem".to_owned(), false)
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ async fn a_certificate_of_another_ca_is_refused_when_the_chain_is_verified() {
         format!("sslmode=require&{other}"),
         // Without sslrootcert: the public roots, which do not know a private CA either.
         "sslmode=verify-full".to_owned(),
+        "sslrootcert=system".to_owned(),
     ] {
         let error = connect(&server.url("localhost", "postgres", &query))
             .await
