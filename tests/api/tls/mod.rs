@@ -141,6 +141,44 @@ async fn a_hostssl_only_server_refuses_sslmode_disable() {
 }
 
 #[tokio::test]
+async fn a_server_that_asks_for_a_client_certificate_takes_sslcert_and_sslkey() {
+    let ca = Ca::new("customers-api test CA");
+    let server = TlsServer::start(&ca, &["localhost", "127.0.0.1"], Hba::ClientCert).await;
+    let dir = server.dir.path();
+    let root = root(&ca.write(dir, "ca.pem"));
+    let (cert, key) = ca.client_certificate("postgres");
+    std::fs::write(dir.join("client.crt"), cert).unwrap();
+    std::fs::write(dir.join("client.key"), key).unwrap();
+    let base = format!("sslmode=verify-full&{root}");
+    let error = connect(&server.url("localhost", "postgres", &base))
+        .await
+        .expect_err("no client certificate");
+    assert!(error.reason.contains("certificate"), "{error}");
+    let with_cert = format!(
+        "{base}&sslcert={}&sslkey={}",
+        dir.join("client.crt").display(),
+        dir.join("client.key").display()
+    );
+    assert!(connect(&server.url("localhost", "postgres", &with_cert))
+        .await
+        .expect("the client certificate is accepted"));
+    // A certificate for another user does not log in as postgres.
+    let (cert, key) = ca.client_certificate("someone_else");
+    std::fs::write(dir.join("client.crt"), cert).unwrap();
+    std::fs::write(dir.join("client.key"), key).unwrap();
+    let error = connect(&server.url("localhost", "postgres", &with_cert))
+        .await
+        .expect_err("a certificate for another user");
+    // The server's words: the certificate's name is not the user's.
+    assert!(
+        error
+            .reason
+            .contains("authentication failed for user \"postgres\""),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn several_hosts_each_use_the_tls_settings_of_the_url() {
     let ca = Ca::new("customers-api test CA");
     let server = TlsServer::start(&ca, &["localhost", "127.0.0.1"], Hba::SslOnly).await;

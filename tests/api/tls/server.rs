@@ -43,6 +43,17 @@ impl Ca {
         path
     }
 
+    /// A client certificate for the user `user` (its common name) and its key, PEM.
+    pub fn client_certificate(&self, user: &str) -> (String, String) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+        params.distinguished_name.push(DnType::CommonName, user);
+        let key = KeyPair::generate().expect("a client key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("a signed certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A server certificate for `names` (host names or IP addresses) and its key, PEM.
     pub fn server_certificate(&self, names: &[&str]) -> (String, String) {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
@@ -65,6 +76,8 @@ pub enum Hba {
     Any,
     /// `hostssl` only: a connection without TLS finds no entry and is refused.
     SslOnly,
+    /// `hostssl` with `clientcert=verify-full`: a client certificate the CA signed, for the user.
+    ClientCert,
 }
 
 pub struct TlsServer {
@@ -90,16 +103,19 @@ impl TlsServer {
 
         let data = scratch.data_dir().to_path_buf();
         let (cert, key) = ca.server_certificate(names);
-        let host = match hba {
-            Hba::Any => "host",
-            Hba::SslOnly => "hostssl",
+        let entry = match hba {
+            Hba::Any => "host all all 127.0.0.1/32 trust",
+            Hba::SslOnly => "hostssl all all 127.0.0.1/32 trust",
+            Hba::ClientCert => "hostssl all all 127.0.0.1/32 trust clientcert=verify-full",
         };
-        let hba = format!("local all all trust\n{host} all all 127.0.0.1/32 trust\n");
+        let hba = format!("local all all trust\n{entry}\n");
         // Owned by the account the server runs as; the key readable by it alone (PostgreSQL
         // refuses a key others can read).
         for (file, text, mode) in [
             ("server.crt", cert.as_str(), 0o644),
             ("server.key", key.as_str(), 0o600),
+            // The CA client certificates are checked against (ssl_ca_file).
+            ("root.crt", ca.pem().as_str(), 0o644),
             ("pg_hba.conf", hba.as_str(), 0o600),
         ] {
             write_owned_like(&data, file, text, mode);
@@ -111,6 +127,10 @@ impl TlsServer {
             .execute("ALTER SYSTEM SET ssl = on")
             .await
             .expect("ssl = on");
+        admin
+            .execute("ALTER SYSTEM SET ssl_ca_file = 'root.crt'")
+            .await
+            .expect("ssl_ca_file");
         admin
             .execute("SELECT pg_reload_conf()")
             .await
