@@ -13,6 +13,8 @@ ENV SQLX_OFFLINE=true \
 # this layer depends on Cargo.toml and Cargo.lock only, and builds every dependency against a
 # stub crate.
 COPY Cargo.toml Cargo.lock ./
+# A patched dependency (see [patch.crates-io] in Cargo.toml).
+COPY vendor ./vendor
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src
@@ -28,8 +30,9 @@ COPY src ./src
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
 FROM debian:bookworm-slim AS runtime
-# Nothing is installed: the binary needs only glibc, and speaks no TLS (sqlx is built without
-# it), so no CA certificates either. The health check below needs no curl.
+# Nothing is installed: the binary needs only glibc. Its TLS to PostgreSQL (rustls) carries the
+# public root certificates compiled in, and a private CA is a file named by sslrootcert, so no
+# CA bundle either. The health check below needs no curl.
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin app
 WORKDIR /app

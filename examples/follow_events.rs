@@ -4,9 +4,14 @@
 //! ```text
 //! # Follow the tenant's feed over HTTP (any tenant token with customers:read):
 //! cargo run --example follow_events -- feed http://127.0.0.1:8080 "$TOKEN"
-//! # Or subscribe to the JetStream stream with a durable consumer (every tenant, or one):
-//! cargo run --example follow_events -- nats nats://127.0.0.1:4222 [org]
+//! # Or subscribe to the JetStream stream with a durable consumer (every tenant, or one, in
+//! # test mode, the default of `customers-api token`, or live):
+//! cargo run --example follow_events -- nats nats://127.0.0.1:4222 [org] [--mode test|live]
 //! ```
+//!
+//! The service publishes to NATS only when `events.nats_url` is set
+//! (`CUSTOMERS_API__EVENTS__NATS_URL=nats://127.0.0.1:4222`; the compose stack sets it): a plain
+//! `cargo run` publishes nothing, and the feed is the way to follow it.
 //!
 //! Both deliver each customer's events in version order, and both may deliver an event again
 //! (a consumer that crashes before it records its cursor or acks): apply an event only if its
@@ -22,15 +27,31 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // --mode test|live: whose events of one tenant to follow (a token's mode, test by default).
+    let mode = match args.iter().position(|a| a == "--mode") {
+        Some(i) if i + 1 < args.len() => {
+            let mode = args.remove(i + 1);
+            args.remove(i);
+            mode
+        }
+        Some(_) => return Err(USAGE.into()),
+        None => "test".to_owned(),
+    };
+    if mode != "test" && mode != "live" {
+        return Err(format!("--mode {mode}: test or live\n{USAGE}").into());
+    }
     let mut policies = Policies::default();
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["feed", base, token] => follow_feed(base, token, &mut policies).await,
-        ["nats", url] => subscribe(url, None, &mut policies).await,
-        ["nats", url, org] => subscribe(url, Some(org), &mut policies).await,
-        _ => Err("usage: follow_events feed <base-url> <token> | nats <nats-url> [org]".into()),
+        ["nats", url] => subscribe(url, None, &mode, &mut policies).await,
+        ["nats", url, org] => subscribe(url, Some(org), &mode, &mut policies).await,
+        _ => Err(USAGE.into()),
     }
 }
+
+const USAGE: &str =
+    "usage: follow_events feed <base-url> <token> | nats <nats-url> [org] [--mode test|live]";
 
 /// `GET /v1/events?after=<cursor>`, oldest first; a caught-up page is empty and its
 /// `nextCursor` is the one to poll with.
@@ -60,13 +81,18 @@ async fn follow_feed(base: &str, token: &str, policies: &mut Policies) -> Result
 
 /// A durable pull consumer on the stream: JetStream remembers what it acknowledged, so a
 /// restarted consumer goes on where it stopped.
-async fn subscribe(url: &str, org: Option<&str>, policies: &mut Policies) -> Result<(), Error> {
+async fn subscribe(
+    url: &str,
+    org: Option<&str>,
+    mode: &str,
+    policies: &mut Policies,
+) -> Result<(), Error> {
     let js = jetstream::new(async_nats::connect(url).await?);
     let stream = js.get_stream("CUSTOMER_EVENTS").await?;
     // customers.<mode>.<org>.<type>, the org id percent-encoded: `.` `*` `>` `%` (and any
     // byte outside visible ASCII) become %XX, e.g. "acme.eu" -> "acme%2Eeu".
     let filter_subject = match org {
-        Some(org) => format!("customers.live.{}.>", encode_org(org)),
+        Some(org) => format!("customers.{mode}.{}.>", encode_org(org)),
         None => "customers.>".to_owned(),
     };
     let consumer = stream

@@ -85,6 +85,7 @@ impl std::fmt::Debug for Secret {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     #[serde(skip, default = "default_profile")]
     pub profile: Profile,
@@ -104,6 +105,7 @@ fn default_profile() -> Profile {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub host: String,
     pub port: u16,
@@ -117,6 +119,7 @@ pub struct ServerSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: Secret,
     pub data_dir: PathBuf,
@@ -142,6 +145,7 @@ fn default_idle_in_transaction_timeout() -> Duration {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     #[serde(with = "humantime_serde")]
     pub leeway: Duration,
@@ -154,6 +158,7 @@ pub struct AuthSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeySettings {
     pub kid: String,
     pub alg: String,
@@ -166,6 +171,7 @@ pub struct KeySettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IdempotencySettings {
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
@@ -177,11 +183,13 @@ pub struct IdempotencySettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PaginationSettings {
     pub cursor_secret: Secret,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     pub enabled: bool,
     /// Sustained requests per second per tenant, per instance.
@@ -191,6 +199,7 @@ pub struct RateLimitSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CacheSettings {
     /// The memory, in MiB, each instance gives the customers it remembers as the guess of a
     /// write's current version (customers::recent); 0 turns it off. A budget of bytes, not a
@@ -199,6 +208,7 @@ pub struct CacheSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EventsSettings {
     /// NATS server to publish events to (`nats://host:4222`); empty: no publishing (the feed and
     /// the history still work).
@@ -235,6 +245,7 @@ pub struct EventsSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
@@ -248,8 +259,19 @@ pub enum LogFormat {
 }
 
 impl Settings {
-    /// Reads the layered configuration and validates it.
+    /// Reads the layered configuration and validates it. A setting nobody reads (a misspelt key
+    /// in a file, an unknown `CUSTOMERS_API__…` variable) is refused by name: every settings
+    /// struct denies unknown fields (see the test `an_unknown_setting_in_any_section_is_refused`).
     pub fn load() -> Result<Self, ConfigError> {
+        Self::load_layers(None, None)
+    }
+
+    /// [`Settings::load`] with, for tests, a TOML text laid over the files and the environment
+    /// variables given instead of the process's own.
+    fn load_layers(
+        extra_toml: Option<&str>,
+        environment: Option<config::Map<String, String>>,
+    ) -> Result<Self, ConfigError> {
         let profile = Profile::from_env()?;
         let profile_toml = match profile {
             Profile::Development => DEVELOPMENT_TOML,
@@ -264,11 +286,13 @@ impl Settings {
             .add_source(File::from(dir.join("default.toml")).required(false))
             .add_source(File::from_str(profile_toml, FileFormat::Toml))
             .add_source(File::from(dir.join(format!("{}.toml", profile.name()))).required(false))
+            .add_source(File::from_str(extra_toml.unwrap_or(""), FileFormat::Toml))
             .add_source(
                 Environment::with_prefix("CUSTOMERS_API")
                     .prefix_separator("__")
                     .separator("__")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(environment),
             );
         // The conventional short names win over everything else.
         for (env, key) in [
@@ -505,6 +529,34 @@ impl Settings {
 /// Turns a deserialisation failure into a message that names the setting.
 fn describe(e: config::ConfigError) -> ConfigError {
     let text = e.to_string();
+    // `unknown field `customers`, expected `customers_mib` for key `cache``: the setting is
+    // `cache.customers`, which a file or the environment spelt.
+    if let Some(rest) = text.strip_prefix("unknown field `") {
+        let field = rest.split('`').next().unwrap_or_default();
+        let section = text
+            .rsplit_once("for key `")
+            .and_then(|(_, rest)| rest.split('`').next())
+            .filter(|section| !section.is_empty());
+        let setting = match section {
+            Some(section) => format!("{section}.{field}"),
+            None => field.to_owned(),
+        };
+        let variable = format!(
+            "CUSTOMERS_API__{}",
+            setting.replace('.', "__").to_uppercase()
+        );
+        let expected = text
+            .split_once(", expected ")
+            .map(|(_, rest)| rest.rsplit_once(" for key").map_or(rest, |(e, _)| e))
+            .unwrap_or("no setting of that name");
+        return ConfigError::invalid(
+            setting,
+            format!(
+                "unknown setting (a misspelt key in a configuration file, or the environment \
+                 variable {variable}); expected {expected}"
+            ),
+        );
+    }
     // config's messages read like `invalid type: ... for key `server.port``.
     let setting = text
         .rsplit_once("for key `")
@@ -518,3 +570,7 @@ fn describe(e: config::ConfigError) -> ConfigError {
         .unwrap_or_else(|| "configuration".into());
     ConfigError::invalid(setting, text)
 }
+
+#[cfg(test)]
+#[path = "configuration_tests.rs"]
+mod tests;

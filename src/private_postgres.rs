@@ -34,6 +34,10 @@ pub struct PrivatePostgres {
     data_dir: PathBuf,
     socket_dir: PathBuf,
     run_as: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+    /// The server's port (also its Unix socket's name).
+    port: u16,
+    /// Server settings of the caller's, given after this module's own (so they win).
+    settings: Vec<(String, String)>,
     /// Only a server this process started is stopped by it.
     started_here: bool,
 }
@@ -42,6 +46,21 @@ impl PrivatePostgres {
     /// Starts (or reuses, when it already runs) the server whose data lives in `data_dir`,
     /// creating the cluster on first use.
     pub fn start(data_dir: &Path, durability: Durability) -> anyhow::Result<Self> {
+        Self::start_with_settings(data_dir, durability, &[])
+    }
+
+    /// [`start`](Self::start) with server settings of the caller's (`name`, `value`), given
+    /// after this module's own so that they win: a test's server that listens on TCP with
+    /// `ssl = on`, say (`listen_addresses`, `port`). Applied only when it starts it here.
+    pub fn start_with_settings(
+        data_dir: &Path,
+        durability: Durability,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let port = match settings.iter().rev().find(|(name, _)| *name == "port") {
+            Some((_, port)) => port.parse().context("the port setting is not a port")?,
+            None => PORT,
+        };
         let bin_dir = find_bin_dir()?;
         let run_as = unprivileged_user()?;
         let data_dir = absolute(data_dir)?;
@@ -76,6 +95,10 @@ impl PrivatePostgres {
             data_dir,
             socket_dir,
             run_as,
+            port,
+            settings: (settings.iter())
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
             started_here: false,
         };
         server.prepare_dir(&server.socket_dir.clone())?;
@@ -97,7 +120,9 @@ impl PrivatePostgres {
     pub fn connect_options(&self) -> PgConnectOptions {
         PgConnectOptions::new()
             .socket(&self.socket_dir)
-            .port(PORT)
+            .port(self.port)
+            // A Unix socket carries no TLS: no SSLRequest round trip on each connect.
+            .ssl_mode(sqlx::postgres::PgSslMode::Disable)
             .username("postgres")
             .database("postgres")
     }
@@ -172,11 +197,16 @@ impl PrivatePostgres {
 
     fn pg_ctl_start(&self, durability: Durability) -> anyhow::Result<()> {
         let mut options = format!(
-            "-c listen_addresses='' -c unix_socket_directories='{}' -p {PORT} -c max_connections=200",
-            self.socket_dir.display()
+            "-c listen_addresses='' -c unix_socket_directories='{}' -p {} -c max_connections=200",
+            self.socket_dir.display(),
+            self.port
         );
         if durability == Durability::Ephemeral {
             options.push_str(" -c fsync=off -c synchronous_commit=off -c full_page_writes=off");
+        }
+        for (name, value) in &self.settings {
+            // pg_ctl hands the options to a shell: each value is quoted.
+            options.push_str(&format!(" -c {name}='{}'", value.replace('\'', "")));
         }
         let mut cmd = self.command("pg_ctl");
         cmd.arg("-D")

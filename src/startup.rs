@@ -65,7 +65,10 @@ pub async fn database_hosts(
                 conn.close().await.ok();
                 tracing::info!(host = hosts.label(index), "database host selected");
             } else {
-                tracing::warn!("no database host is acceptable now; starting with the first");
+                tracing::warn!(
+                    tls = hosts.tls_failure(),
+                    "no database host is acceptable now; starting with the first"
+                );
             }
         }
         return Ok((hosts, None));
@@ -102,9 +105,14 @@ impl Application {
 
     pub async fn build_with_pool(settings: Settings, pool: PgPool) -> anyhow::Result<Self> {
         if settings.database.migrate_on_start {
-            db::migrate(&pool.connect_options())
-                .await
-                .context("applying migrations failed")?;
+            let options = pool.connect_options();
+            db::migrate(&options).await.map_err(|e| {
+                // A TLS failure is named as one: a certificate to fix, not a migration.
+                match db::tls::migration_failure(&e) {
+                    Some(failure) => anyhow::anyhow!(db::tls::describe(&options, &failure)),
+                    None => anyhow::Error::from(e).context("applying migrations failed"),
+                }
+            })?;
         }
         let gate = web::Data::new(Gatekeeper {
             keys: KeyRing::from_settings(&settings.auth)?,

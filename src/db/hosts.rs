@@ -9,11 +9,17 @@
 //! default: the first host that accepts a connection) or `read-write` (`primary` is taken as a
 //! synonym): the first host, in the order given, that is not in recovery and not read-only.
 //! The pool connects to the selected host only; [`super::monitor`] selects again when it fails.
+//!
+//! The TLS settings (`sslmode`, `sslrootcert`, ...; see [`super::tls`]) are part of the shared
+//! rest, so every host, and every probe of the monitor, uses them; `verify-full` checks each
+//! host's certificate against that host's own name.
 
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Connection;
+
+use super::url::{split_hosts, take_session_attrs};
 
 /// The hosts of `database.url`, each with the options of the whole URL, and which one is in use.
 #[derive(Debug, Clone)]
@@ -21,6 +27,8 @@ pub struct Hosts {
     hosts: Vec<Host>,
     read_write: bool,
     selected: usize,
+    /// The TLS failure of the last [`Hosts::select`] that found no host, if one was.
+    tls_failure: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,6 +42,12 @@ struct Host {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UrlError(String);
+
+impl UrlError {
+    pub(super) fn new(reason: String) -> Self {
+        Self(reason)
+    }
+}
 
 /// Bounds a probe (connect, and the recovery check) of one host.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -50,15 +64,19 @@ impl Hosts {
             hosts: vec![Host { options, label }],
             read_write: false,
             selected: 0,
+            tls_failure: None,
         }
     }
 
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let (url, read_write) = take_session_attrs(url)?;
+        let (url, system_roots) = super::tls::take_system_roots(&url);
         let parsed = split_hosts(&url)?;
         let parse = |url: &str| {
-            url.parse::<PgConnectOptions>()
-                .map_err(|e| UrlError(format!("is not a valid PostgreSQL URL: {e}")))
+            let options = url
+                .parse::<PgConnectOptions>()
+                .map_err(|e| UrlError(format!("is not a valid PostgreSQL URL: {e}")))?;
+            super::tls::libpq_rules(options, system_roots).map_err(UrlError)
         };
         let hosts = match parsed {
             None => vec![parse(&url)?],
@@ -86,6 +104,7 @@ impl Hosts {
                 .collect(),
             read_write,
             selected: 0,
+            tls_failure: None,
         })
     }
 
@@ -118,6 +137,12 @@ impl Hosts {
         &self.hosts[index].options
     }
 
+    /// Why the last [`Hosts::select`] that found no host failed, when TLS was the reason for one
+    /// host: a certificate refused is a configuration to fix, and the log must say so.
+    pub fn tls_failure(&self) -> Option<&str> {
+        self.tls_failure.as_deref()
+    }
+
     /// Applies `f` to every host's options (the pool's per-connection settings).
     pub fn map_options(mut self, f: impl Fn(PgConnectOptions) -> PgConnectOptions) -> Self {
         for host in &mut self.hosts {
@@ -131,6 +156,7 @@ impl Hosts {
     /// unchanged). For a read-write target the hosts are probed all at once and the first to
     /// take writes wins (only one does; a stalled host first in the list costs nothing then).
     pub async fn select(&mut self) -> Option<(usize, sqlx::PgConnection)> {
+        self.tls_failure = None;
         if self.read_write {
             use futures_util::stream::{FuturesUnordered, StreamExt};
             let mut probes: FuturesUnordered<_> = (self.hosts.iter().enumerate())
@@ -142,9 +168,7 @@ impl Hosts {
                         self.selected = index;
                         return Some((index, conn));
                     }
-                    Err(reason) => {
-                        tracing::debug!(host = %self.hosts[index].label, %reason, "database host not selected");
-                    }
+                    Err(reason) => not_selected(&self.hosts[index], reason, &mut self.tls_failure),
                 }
             }
             return None;
@@ -155,12 +179,38 @@ impl Hosts {
                     self.selected = index;
                     return Some((index, conn));
                 }
-                Err(reason) => {
-                    tracing::debug!(host = %self.hosts[index].label, %reason, "database host not selected");
-                }
+                Err(reason) => not_selected(&self.hosts[index], reason, &mut self.tls_failure),
             }
         }
         None
+    }
+}
+
+/// Logs why a host was not selected, and keeps the first TLS failure of the round.
+fn not_selected(host: &Host, reason: ProbeError, tls_failure: &mut Option<String>) {
+    tracing::debug!(host = %host.label, %reason, "database host not selected");
+    if reason.tls {
+        tls_failure.get_or_insert_with(|| super::tls::describe(&host.options, &reason.reason));
+    }
+}
+
+/// Why a probe found a host unacceptable.
+#[derive(Debug)]
+pub struct ProbeError {
+    pub reason: String,
+    /// The TLS handshake failed (see [`super::tls::failure`]).
+    pub tls: bool,
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl From<String> for ProbeError {
+    fn from(reason: String) -> Self {
+        Self { reason, tls: false }
     }
 }
 
@@ -169,19 +219,22 @@ impl Hosts {
 pub async fn probe(
     options: &PgConnectOptions,
     read_write: bool,
-) -> Result<sqlx::PgConnection, String> {
+) -> Result<sqlx::PgConnection, ProbeError> {
     let attempt = async {
         let mut conn = sqlx::PgConnection::connect_with(options)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match super::tls::failure(&e) {
+                Some(reason) => ProbeError { reason, tls: true },
+                None => ProbeError::from(e.to_string()),
+            })?;
         if read_write && is_read_only(&mut conn).await.map_err(|e| e.to_string())? {
-            return Err("read-only (a standby)".to_owned());
+            return Err("read-only (a standby)".to_owned().into());
         }
         Ok(conn)
     };
     match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}").into()),
     }
 }
 
@@ -191,84 +244,6 @@ pub(super) async fn is_read_only(conn: &mut sqlx::PgConnection) -> Result<bool, 
 
 fn label(options: &PgConnectOptions) -> String {
     format!("{}:{}", options.get_host(), options.get_port())
-}
-
-/// Removes `target_session_attrs` from the query string; true for a read-write target.
-fn take_session_attrs(url: &str) -> Result<(String, bool), UrlError> {
-    let Some((head, query)) = url.split_once('?') else {
-        return Ok((url.to_owned(), false));
-    };
-    let mut read_write = false;
-    let mut kept = Vec::new();
-    for pair in query.split('&') {
-        match pair.split_once('=') {
-            Some(("target_session_attrs", value)) => match value {
-                "any" => read_write = false,
-                "read-write" | "primary" => read_write = true,
-                other => {
-                    return Err(UrlError(format!(
-                        "target_session_attrs={other} is not supported (any, read-write or \
-                         primary): this service writes"
-                    )))
-                }
-            },
-            _ => kept.push(pair),
-        }
-    }
-    Ok(match kept.is_empty() {
-        true => (head.to_owned(), read_write),
-        false => (format!("{head}?{}", kept.join("&")), read_write),
-    })
-}
-
-type HostList<'a> = (String, Vec<(&'a str, Option<u16>)>, String);
-
-/// For a URL with more than one host: the text before the hosts (scheme and user info), the
-/// hosts with their ports, and the text after them (path and query). `None` for one host.
-fn split_hosts(url: &str) -> Result<Option<HostList<'_>>, UrlError> {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return Ok(None);
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let hosts_start = authority.rfind('@').map_or(0, |i| i + 1);
-    let hosts = &authority[hosts_start..];
-    if !hosts.contains(',') {
-        return Ok(None);
-    }
-    let mut list = Vec::new();
-    for (i, entry) in hosts.split(',').enumerate() {
-        let bad = |what: &str| UrlError(format!("host {} of the host list {what}", i + 1));
-        // [v6]:port, [v6], name:port, name
-        let (host, port) = if entry.starts_with('[') {
-            match entry.find(']') {
-                Some(close) => (&entry[..=close], entry[close + 1..].strip_prefix(':')),
-                None => return Err(bad("has an unclosed [")),
-            }
-        } else {
-            match entry.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (entry, None),
-            }
-        };
-        if host.is_empty() || host == "[]" {
-            return Err(bad("is empty"));
-        }
-        let port = match port {
-            None => None,
-            Some(port) => Some(
-                port.parse::<u16>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| bad("has an invalid port number"))?,
-            ),
-        };
-        list.push((host, port));
-    }
-    let prefix = url[..scheme_end + hosts_start].to_owned();
-    let suffix = rest[authority_end..].to_owned();
-    Ok(Some((prefix, list, suffix)))
 }
 
 #[cfg(test)]

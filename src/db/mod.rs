@@ -12,6 +12,8 @@ pub mod deadline;
 pub mod hosts;
 pub mod monitor;
 pub mod sweep;
+pub mod tls;
+mod url;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::OnceLock;

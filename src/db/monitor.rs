@@ -2,6 +2,10 @@
 //! that serves (the first acceptable one of [`Hosts`]) and notices a failover without waiting
 //! for a request to run into it.
 //!
+//! A host refused for TLS (a certificate that does not verify, a server without TLS where it is
+//! required) is logged as an error, once per distinct failure: the service does not serve
+//! through it (`/readyz` stays 503), and the log says why.
+//!
 //! It holds one connection of its own to the selected host and checks it every
 //! [`HEARTBEAT`] (a `Sync` round trip, or the read-only check for a read-write target), bounded
 //! by [`PROBE_TIMEOUT`](super::hosts::PROBE_TIMEOUT). When that check fails, or a request
@@ -51,11 +55,24 @@ impl Monitor {
 
 async fn run(pool: PgPool, mut hosts: Hosts, stop: CancellationToken) {
     let mut in_use = hosts.selected_index();
+    let mut tls_reported: Option<String> = None;
     loop {
         // Select, again and again, until a host is acceptable (see Hosts::select).
         let mut conn = loop {
             if let Some((_, conn)) = hosts.select().await {
+                if tls_reported.take().is_some() {
+                    tracing::info!(
+                        host = hosts.label(hosts.selected_index()),
+                        "TLS to the database works again"
+                    );
+                }
                 break conn;
+            }
+            if let Some(failure) = hosts.tls_failure() {
+                if tls_reported.as_deref() != Some(failure) {
+                    tracing::error!(error = failure, "the database cannot be used: TLS failed");
+                    tls_reported = Some(failure.to_owned());
+                }
             }
             tokio::select! {
                 _ = stop.cancelled() => return,

@@ -312,13 +312,20 @@ pub struct ScratchPostgres {
 impl ScratchPostgres {
     /// Blocking (initdb, pg_ctl -w): call it from `spawn_blocking`.
     pub fn start() -> Self {
+        Self::start_with_settings(&[])
+    }
+
+    /// [`ScratchPostgres::start`] with server settings of the test's (`listen_addresses`,
+    /// `port`, ...), which win over the private server's own.
+    pub fn start_with_settings(settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("a temp dir");
         // As root, PostgreSQL runs as an unprivileged account, which must be able to enter it.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .expect("open the temp dir to the PostgreSQL account");
         let data_dir = dir.path().join("postgres");
-        let server = PrivatePostgres::start(&data_dir, Durability::Ephemeral)
-            .expect("a private PostgreSQL starts");
+        let server =
+            PrivatePostgres::start_with_settings(&data_dir, Durability::Ephemeral, settings)
+                .expect("a private PostgreSQL starts");
         ScratchPostgres {
             server: Some(server),
             data_dir,
@@ -326,7 +333,13 @@ impl ScratchPostgres {
         }
     }
 
-    fn options(&self) -> PgConnectOptions {
+    /// Its data directory (owned by the account the server runs as).
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// Connect options for its Unix socket, as the superuser `postgres`.
+    pub fn options(&self) -> PgConnectOptions {
         self.server
             .as_ref()
             .expect("the scratch PostgreSQL is running")
