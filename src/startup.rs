@@ -179,6 +179,10 @@ impl Application {
             publishing,
             stop_background.clone(),
         ));
+        tokio::spawn(crate::auth::keep_keys_fresh(
+            gate_for_tasks.clone(),
+            stop_background.clone(),
+        ));
         tokio::spawn(forget_idle_buckets(gate_for_tasks, stop_background.clone()));
         tracing::info!(
             port,
