@@ -69,6 +69,13 @@ pub async fn database_hosts(
         tokio::task::spawn_blocking(move || PrivatePostgres::start(&data_dir, Durability::Durable))
             .await
             .context("the PostgreSQL start-up task failed")??;
+    // A killed service leaves no server behind: it stops once this process is gone.
+    if let Err(e) = server.watch(&crate::private_postgres::Watchdog {
+        owned: true,
+        ..Default::default()
+    }) {
+        tracing::warn!(error = %format!("{e:#}"), "no watchdog for the private PostgreSQL");
+    }
     Ok((db::Hosts::single(server.connect_options()), Some(server)))
 }
 

@@ -8,14 +8,18 @@
 //! so tests run in parallel.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use customers_api::private_postgres::{Durability, PrivatePostgres};
+use customers_api::private_postgres::{Durability, PrivatePostgres, Watchdog};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 use super::logs::init_test_logs;
+
+/// The tests' private PostgreSQL stops by itself after this long with no test process using it.
+const IDLE: Duration = Duration::from_secs(10 * 60);
 
 struct Server {
     options: PgConnectOptions,
@@ -160,8 +164,20 @@ async fn prepare_server() -> anyhow::Result<Server> {
                 PrivatePostgres::start(&dir, Durability::Ephemeral)
             })
             .await??;
-            // Left running for the next test process to reuse; CI machines are discarded.
-            server.connect_options()
+            // Left running for the next test process to reuse, but never for ever: it stops once
+            // unused for IDLE, or as soon as the checkout is deleted.
+            server.watch(&Watchdog {
+                owned: false,
+                anchor: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")),
+                idle: Some(IDLE),
+            })?;
+            let options = server.connect_options();
+            // In use while this process runs.
+            std::thread::spawn(move || loop {
+                server.mark_used();
+                std::thread::sleep(Duration::from_secs(60));
+            });
+            options
         }
         Way::Container => start_container().await?,
     };
@@ -319,6 +335,7 @@ impl ScratchPostgres {
         let data_dir = dir.path().join("postgres");
         let server = PrivatePostgres::start(&data_dir, Durability::Ephemeral)
             .expect("a private PostgreSQL starts");
+        watch_scratch(&server);
         ScratchPostgres {
             server: Some(server),
             data_dir,
@@ -343,10 +360,10 @@ impl ScratchPostgres {
     /// Blocking: starts it again on the same data.
     pub fn restart(&mut self) {
         assert!(self.server.is_none(), "restart of a running server");
-        self.server = Some(
-            PrivatePostgres::start(&self.data_dir, Durability::Ephemeral)
-                .expect("the private PostgreSQL starts again"),
-        );
+        let server = PrivatePostgres::start(&self.data_dir, Durability::Ephemeral)
+            .expect("the private PostgreSQL starts again");
+        watch_scratch(&server);
+        self.server = Some(server);
     }
 
     /// Creates a migrated database on this server.
@@ -374,8 +391,79 @@ impl ScratchPostgres {
     }
 }
 
+/// A scratch server stops when the test process ends, even when it is killed.
+fn watch_scratch(server: &PrivatePostgres) {
+    server
+        .watch(&Watchdog {
+            owned: true,
+            ..Watchdog::default()
+        })
+        .expect("a watchdog for the scratch PostgreSQL");
+}
+
 impl Drop for ScratchPostgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A database of the run reached over TCP, for what needs a `host:port` (multi-host URLs): the
+/// suite's own server when it listens on TCP (`DATABASE_URL`, a container), else a loopback
+/// port of the test's own relayed to the private server's Unix socket (which stays reachable
+/// by its owner only).
+pub struct TcpDatabase {
+    /// `user@` or `user:password@`, as in a URL.
+    pub user_info: String,
+    /// `127.0.0.1:PORT` and the like.
+    pub host_port: String,
+    pub database: String,
+}
+
+pub async fn tcp_database() -> TcpDatabase {
+    let options = fresh_database().await;
+    let database = options.get_database().expect("a database name").to_owned();
+    let user = options.get_username().to_owned();
+    if let Some(socket) = options.get_socket() {
+        let socket = socket.join(format!(".s.PGSQL.{}", options.get_port()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let port = listener.local_addr().expect("an address").port();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut unix) = tokio::net::UnixStream::connect(&socket).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                    }
+                });
+            }
+        });
+        return TcpDatabase {
+            user_info: format!("{user}@"),
+            host_port: format!("127.0.0.1:{port}"),
+            database,
+        };
+    }
+    let password = if CONTAINER.get().is_some() {
+        Some(CONTAINER_PASSWORD.to_owned())
+    } else {
+        database_url_env()
+            .and_then(|url| reqwest::Url::parse(&url).ok())
+            .and_then(|url| url.password().map(str::to_owned))
+    };
+    let host = options.get_host();
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    TcpDatabase {
+        user_info: match password {
+            Some(password) => format!("{user}:{password}@"),
+            None => format!("{user}@"),
+        },
+        host_port: format!("{host}:{}", options.get_port()),
+        database,
     }
 }
