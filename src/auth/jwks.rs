@@ -54,6 +54,19 @@ fn check_url(setting: &str, text: &str) -> Result<Url, String> {
 }
 
 /// The rules of `auth.jwks_url`, `auth.jwks_refresh` and `auth.oidc_issuer`.
+///
+/// ```
+/// use customers_api::auth::validate_remote_keys;
+/// use customers_api::configuration::Settings;
+///
+/// let mut auth = Settings::load()?.auth;
+/// auth.jwks_url = "http://127.0.0.1:8081/jwks.json".into();
+/// assert!(validate_remote_keys(&auth).is_ok());
+/// // Keys fetched in clear text from another machine could be anybody's.
+/// auth.jwks_url = "http://idp.example/jwks.json".into();
+/// assert_eq!(validate_remote_keys(&auth).unwrap_err().setting, "auth.jwks_url");
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn validate_remote_keys(auth: &AuthSettings) -> Result<(), ConfigError> {
     if !auth.jwks_url.is_empty() && !auth.oidc_issuer.is_empty() {
         return Err(ConfigError::invalid(

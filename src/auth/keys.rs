@@ -356,6 +356,26 @@ pub struct TokenRequest {
 }
 
 /// Signs a token with the configured signing key (`auth.signing_kid`).
+///
+/// ```
+/// use std::time::Duration;
+/// use customers_api::auth::{mint_token, KeyRing, Mode, TokenRequest};
+/// use customers_api::configuration::Settings;
+///
+/// let ring = KeyRing::from_settings(&Settings::load()?.auth)?;
+/// let request = TokenRequest {
+///     org: "org_demo".into(),
+///     mode: Mode::Test,
+///     scope: "customers:read".into(),
+///     ttl: Duration::from_secs(60),
+///     sub: "docs".into(),
+/// };
+/// let token = mint_token(&ring, &request)?;
+/// let claims = ring.verify(&token).expect("the ring verifies its own tokens");
+/// assert_eq!((claims.org.as_str(), claims.mode), ("org_demo", Mode::Test));
+/// assert!(ring.verify(&format!("{token}x")).is_err());
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn mint_token(ring: &KeyRing, request: &TokenRequest) -> anyhow::Result<String> {
     let (kid, alg, key) = ring
         .signing
