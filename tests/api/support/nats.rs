@@ -37,7 +37,7 @@ pub fn shared_nats_url() -> String {
     url
 }
 
-/// Which NATS the run used, in `target/test-nats.txt` (CI checks it was not 127.0.0.1:4222).
+/// Which NATS the run used, in `target/test-nats.txt` (CI checks that it was a private one).
 fn record_nats(way: &str, url: &str) {
     let record = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-nats.txt");
     let _ = std::fs::write(record, format!("{way} {url}\n"));
