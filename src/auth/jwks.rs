@@ -4,19 +4,16 @@
 //! kid not held. A failed fetch keeps the last good keys; it is logged and counted.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::keys::{Checks, KeyRing, VerifyKey};
+use super::keys::{KeyRing, VerifyKey};
 use crate::configuration::{AuthSettings, ConfigError};
 
 /// At most one fetch for unknown kids in this time: a stream of made-up kids costs the identity
@@ -34,68 +31,12 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 
 pub(super) type KeyMap = HashMap<String, VerifyKey>;
 
-/// `http` is accepted only to a loopback address (development and tests); everything else is
-/// `https`, so that nobody on the path can hand the service keys of their own.
-fn check_url(setting: &str, text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("{setting}: not a URL: {e}"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        _ => false,
-    };
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        "http" => Err(format!(
-            "{setting}: http is accepted only to a loopback address (127.0.0.1, ::1); use https"
-        )),
-        other => Err(format!("{setting}: the scheme must be https, not {other}")),
-    }
-}
+mod document;
+mod rules;
 
-/// The rules of `auth.jwks_url`, `auth.jwks_refresh` and `auth.oidc_issuer`.
-///
-/// ```
-/// use customers_api::auth::validate_remote_keys;
-/// use customers_api::configuration::Settings;
-///
-/// let mut auth = Settings::load()?.auth;
-/// auth.jwks_url = "http://127.0.0.1:8081/jwks.json".into();
-/// assert!(validate_remote_keys(&auth).is_ok());
-/// // Keys fetched in clear text from another machine could be anybody's.
-/// auth.jwks_url = "http://idp.example/jwks.json".into();
-/// assert_eq!(validate_remote_keys(&auth).unwrap_err().setting, "auth.jwks_url");
-/// # Ok::<(), anyhow::Error>(())
-/// ```
-pub fn validate_remote_keys(auth: &AuthSettings) -> Result<(), ConfigError> {
-    if !auth.jwks_url.is_empty() && !auth.oidc_issuer.is_empty() {
-        return Err(ConfigError::invalid(
-            "auth.jwks_url",
-            "set auth.jwks_url or auth.oidc_issuer, not both (the issuer names its own JWKS)",
-        ));
-    }
-    if !auth.jwks_url.is_empty() {
-        check_url("auth.jwks_url", &auth.jwks_url)
-            .map_err(|e| ConfigError::invalid("auth.jwks_url", e))?;
-    }
-    if !auth.oidc_issuer.is_empty() {
-        check_url("auth.oidc_issuer", &auth.oidc_issuer)
-            .map_err(|e| ConfigError::invalid("auth.oidc_issuer", e))?;
-        if !auth.issuer.is_empty() && auth.issuer != auth.oidc_issuer {
-            return Err(ConfigError::invalid(
-                "auth.issuer",
-                "must be empty or equal to auth.oidc_issuer (the issuer tokens must carry)",
-            ));
-        }
-    }
-    if auth.jwks_refresh < Duration::from_secs(1) {
-        return Err(ConfigError::invalid(
-            "auth.jwks_refresh",
-            "must be at least 1s",
-        ));
-    }
-    Ok(())
-}
+use document::parse_set;
+use rules::check_url;
+pub use rules::validate_remote_keys;
 
 enum Source {
     Url(Url),
@@ -386,128 +327,5 @@ pub(super) async fn run(ring: &KeyRing, stop: CancellationToken) {
             _ = tokio::time::sleep(wait) => {}
             _ = remote.fetch_now.notified() => {}
         }
-    }
-}
-
-/// The signing keys of a JWKS document. Keys this service cannot use (encryption keys, other
-/// algorithms, no `kid`) are skipped, not fatal: providers publish such keys beside the ones
-/// that sign. A document with no usable key at all is refused (the last good keys stay).
-fn parse_set(body: &[u8], checks: &Checks) -> anyhow::Result<KeyMap> {
-    #[derive(serde::Deserialize)]
-    struct Document {
-        keys: Vec<serde_json::Value>,
-    }
-    let document: Document =
-        serde_json::from_slice(body).context("the answer is not a JWKS document")?;
-    let mut keys = KeyMap::new();
-    let mut skipped = 0usize;
-    for value in document.keys {
-        match serde_json::from_value::<Jwk>(value)
-            .ok()
-            .and_then(|jwk| usable(&jwk))
-        {
-            Some((kid, alg, key)) if !keys.contains_key(&kid) => {
-                let validation = checks.validation(alg);
-                keys.insert(kid, VerifyKey { key, validation });
-            }
-            _ => skipped += 1,
-        }
-    }
-    if keys.is_empty() {
-        bail!("the JWKS holds no usable signing key ({skipped} skipped)");
-    }
-    if skipped > 0 {
-        tracing::info!(
-            skipped,
-            "JWKS keys skipped (no kid, not for signing, or another algorithm)"
-        );
-    }
-    Ok(keys)
-}
-
-/// A JWK's kid, algorithm and key, when it is a signing key of RS256, ES256 or EdDSA. Without
-/// `alg`, the key type's algorithm: RSA → RS256, EC P-256 → ES256, OKP Ed25519 → EdDSA.
-fn usable(jwk: &Jwk) -> Option<(String, Algorithm, DecodingKey)> {
-    let kid = jwk.common.key_id.clone()?;
-    if matches!(
-        jwk.common.public_key_use,
-        Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
-    ) {
-        return None;
-    }
-    let by_type = match &jwk.algorithm {
-        AlgorithmParameters::RSA(_) => Algorithm::RS256,
-        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
-        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-            Algorithm::EdDSA
-        }
-        // Shared secrets (oct) have no place in a published document, and other curves are not
-        // among the algorithms this service accepts.
-        _ => return None,
-    };
-    let alg = match jwk.common.key_algorithm {
-        None => by_type,
-        Some(KeyAlgorithm::RS256) => Algorithm::RS256,
-        Some(KeyAlgorithm::ES256) => Algorithm::ES256,
-        Some(KeyAlgorithm::EdDSA) => Algorithm::EdDSA,
-        Some(_) => return None,
-    };
-    if alg != by_type {
-        return None;
-    }
-    let key = DecodingKey::from_jwk(jwk).ok()?;
-    Some((kid, alg, key))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_is_accepted_only_to_a_loopback_address() {
-        for ok in [
-            "https://idp.example/.well-known/jwks.json",
-            "http://127.0.0.1:8080/jwks.json",
-            "http://127.1.2.3/jwks",
-            "http://[::1]:9000/jwks",
-        ] {
-            assert!(check_url("auth.jwks_url", ok).is_ok(), "{ok}");
-        }
-        for refused in [
-            "http://idp.example/jwks.json",
-            "http://localhost/jwks.json",
-            "http://10.0.0.1/jwks.json",
-            "ftp://127.0.0.1/jwks.json",
-            "/jwks.json",
-        ] {
-            assert!(check_url("auth.jwks_url", refused).is_err(), "{refused}");
-        }
-    }
-
-    #[test]
-    fn settings_are_refused_by_name() {
-        let mut auth = crate::configuration::Settings::load()
-            .expect("the default settings load")
-            .auth;
-        auth.jwks_refresh = Duration::from_millis(500);
-        assert_eq!(
-            validate_remote_keys(&auth).unwrap_err().setting,
-            "auth.jwks_refresh"
-        );
-        auth.jwks_refresh = Duration::from_secs(1);
-        auth.jwks_url = "https://idp.example/jwks.json".into();
-        auth.oidc_issuer = "https://idp.example/".into();
-        assert_eq!(
-            validate_remote_keys(&auth).unwrap_err().setting,
-            "auth.jwks_url"
-        );
-        auth.jwks_url.clear();
-        auth.issuer = "https://other.example/".into();
-        assert_eq!(
-            validate_remote_keys(&auth).unwrap_err().setting,
-            "auth.issuer"
-        );
-        auth.issuer.clear();
-        assert!(validate_remote_keys(&auth).is_ok());
     }
 }

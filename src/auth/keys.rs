@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 
-use super::{Claims, Mode};
-use crate::configuration::{AuthSettings, ConfigError, KeySettings};
+use super::pem::{decoding_key, encoding_key, parse_alg, read_file};
+use super::Claims;
+use crate::configuration::{AuthSettings, ConfigError};
 use crate::error::ApiError;
 
 /// Longer tokens are refused before any parsing: real ones are a few hundred bytes.
@@ -76,31 +76,16 @@ pub struct KeyRing {
     /// Keys fetched from `auth.jwks_url` / `auth.oidc_issuer`.
     remote: Option<super::jwks::RemoteKeys>,
     checks: Checks,
-    signing: Option<(String, Algorithm, EncodingKey)>,
+    pub(super) signing: Option<(String, Algorithm, EncodingKey)>,
     /// Put into minted tokens so that they pass this service's own checks.
-    issuer: Option<String>,
-    audience: Option<String>,
+    pub(super) issuer: Option<String>,
+    pub(super) audience: Option<String>,
     /// Tokens whose signature, algorithm, issuer and audience passed, keyed by the whole token
     /// text: the same bytes against the same keys always verify the same way. Only the time
     /// claims can change their verdict, so those are checked again on every use. Failures are
     /// never remembered, so the cache holds only tokens signed by a configured key.
     verified: quick_cache::sync::Cache<String, Arc<Claims>>,
     leeway: u64,
-}
-
-fn parse_alg(alg: &str) -> Option<Algorithm> {
-    match alg {
-        "HS256" => Some(Algorithm::HS256),
-        "RS256" => Some(Algorithm::RS256),
-        "ES256" => Some(Algorithm::ES256),
-        "EdDSA" => Some(Algorithm::EdDSA),
-        _ => None,
-    }
-}
-
-fn read_file(setting: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path)
-        .map_err(|e| ConfigError::invalid(setting, format!("cannot read {path}: {e}")))
 }
 
 impl KeyRing {
@@ -292,115 +277,12 @@ impl KeyRing {
     }
 }
 
-fn decoding_key(
-    setting: &str,
-    alg: Algorithm,
-    k: &KeySettings,
-) -> Result<DecodingKey, ConfigError> {
-    let file = || read_file(&format!("{setting}.public_key_file"), &k.public_key_file);
-    let bad = |e: jsonwebtoken::errors::Error| {
-        ConfigError::invalid(format!("{setting}.public_key_file"), e.to_string())
-    };
-    Ok(match alg {
-        Algorithm::HS256 => DecodingKey::from_secret(k.secret.expose().as_bytes()),
-        Algorithm::RS256 => DecodingKey::from_rsa_pem(&file()?).map_err(bad)?,
-        Algorithm::ES256 => DecodingKey::from_ec_pem(&file()?).map_err(bad)?,
-        Algorithm::EdDSA => DecodingKey::from_ed_pem(&file()?).map_err(bad)?,
-        _ => {
-            return Err(ConfigError::invalid(
-                format!("{setting}.alg"),
-                "unsupported",
-            ))
-        }
-    })
-}
-
-fn encoding_key(
-    setting: &str,
-    alg: Algorithm,
-    k: &KeySettings,
-) -> Result<EncodingKey, ConfigError> {
-    let name = format!("{setting}.private_key_file");
-    let pem = || {
-        if k.private_key_file.is_empty() {
-            Err(ConfigError::invalid(
-                &name,
-                "auth.signing_kid names this key, so it needs a private key to sign with",
-            ))
-        } else {
-            read_file(&name, &k.private_key_file)
-        }
-    };
-    let bad = |e: jsonwebtoken::errors::Error| ConfigError::invalid(&name, e.to_string());
-    Ok(match alg {
-        Algorithm::HS256 => EncodingKey::from_secret(k.secret.expose().as_bytes()),
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem()?).map_err(bad)?,
-        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem()?).map_err(bad)?,
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem()?).map_err(bad)?,
-        _ => {
-            return Err(ConfigError::invalid(
-                format!("{setting}.alg"),
-                "unsupported",
-            ))
-        }
-    })
-}
-
-/// What `customers-api token` puts in a token.
-pub struct TokenRequest {
-    pub org: String,
-    pub mode: Mode,
-    pub scope: String,
-    pub ttl: Duration,
-    pub sub: String,
-}
-
-/// Signs a token with the configured signing key (`auth.signing_kid`).
-///
-/// ```
-/// use std::time::Duration;
-/// use customers_api::auth::{mint_token, KeyRing, Mode, TokenRequest};
-/// use customers_api::configuration::Settings;
-///
-/// let ring = KeyRing::from_settings(&Settings::load()?.auth)?;
-/// let request = TokenRequest {
-///     org: "org_demo".into(),
-///     mode: Mode::Test,
-///     scope: "customers:read".into(),
-///     ttl: Duration::from_secs(60),
-///     sub: "docs".into(),
-/// };
-/// let token = mint_token(&ring, &request)?;
-/// let claims = ring.verify(&token).expect("the ring verifies its own tokens");
-/// assert_eq!((claims.org.as_str(), claims.mode), ("org_demo", Mode::Test));
-/// assert!(ring.verify(&format!("{token}x")).is_err());
-/// # Ok::<(), anyhow::Error>(())
-/// ```
-pub fn mint_token(ring: &KeyRing, request: &TokenRequest) -> anyhow::Result<String> {
-    let (kid, alg, key) = ring
-        .signing
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("auth.signing_kid does not name a configured key"))?;
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = Claims {
-        sub: Some(request.sub.clone()),
-        org: request.org.clone(),
-        mode: request.mode,
-        scope: request.scope.clone(),
-        exp: now + request.ttl.as_secs(),
-        iat: Some(now),
-        nbf: None,
-        iss: ring.issuer.clone(),
-        aud: ring.audience.clone(),
-    };
-    let mut header = Header::new(*alg);
-    header.kid = Some(kid.clone());
-    Ok(jsonwebtoken::encode(&header, &claims, key)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    use crate::auth::{mint_token, Mode, TokenRequest};
 
     fn ring_and_token() -> (KeyRing, String) {
         let settings = crate::configuration::Settings::load().expect("the default settings load");

@@ -3,6 +3,8 @@
 
 mod jwks;
 mod keys;
+mod mint;
+mod pem;
 
 use std::future::{ready, Ready};
 
@@ -15,7 +17,8 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use serde::{Deserialize, Serialize};
 
 pub use jwks::validate_remote_keys;
-pub use keys::{mint_token, KeyRing, TokenRequest};
+pub use keys::KeyRing;
+pub use mint::{mint_token, TokenRequest};
 
 use crate::error::ApiError;
 use crate::rate_limit::RateLimits;
