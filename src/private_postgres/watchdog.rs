@@ -109,3 +109,125 @@ impl PrivatePostgres {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::private_postgres::Durability;
+
+    /// A server in a temp dir that the PostgreSQL account can enter.
+    fn scratch() -> (tempfile::TempDir, Scratch) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let server =
+            PrivatePostgres::start(&dir.path().join("state/postgres"), Durability::Ephemeral)
+                .expect("a private PostgreSQL starts");
+        (dir, Scratch(server))
+    }
+
+    /// Stopped when dropped, so that a failing test leaves no server behind.
+    struct Scratch(PrivatePostgres);
+
+    impl std::ops::Deref for Scratch {
+        type Target = PrivatePostgres;
+        fn deref(&self) -> &PrivatePostgres {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            if self.0.is_running() {
+                self.0.stop();
+            }
+        }
+    }
+
+    /// Whether the server's postmaster still runs, after waiting up to 15 s for it to stop.
+    fn still_running_after_a_while(server: &PrivatePostgres) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if !server.is_running() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        true
+    }
+
+    #[test]
+    fn the_watchdog_stops_a_server_whose_owner_ended_whose_anchor_went_or_that_sat_idle() {
+        // The three cases side by side, as each waits a watchdog round or two.
+        std::thread::scope(|s| {
+            s.spawn(owner_ended);
+            s.spawn(anchor_gone);
+            s.spawn(idle);
+        });
+    }
+
+    fn owner_ended() {
+        // Owned: the owner is a child process, which then ends.
+        let (_dir, server) = scratch();
+        server
+            .watch(&Watchdog {
+                owned: true,
+                ..Watchdog::default()
+            })
+            .expect("a watchdog");
+        let mut owner = Command::new("sleep").arg("30").spawn().expect("sleep runs");
+        std::fs::write(server.state_dir().join("owner.pid"), owner.id().to_string()).unwrap();
+        std::thread::sleep(Duration::from_secs(6));
+        assert!(server.is_running(), "kept while its owner runs");
+        owner.kill().unwrap();
+        owner.wait().unwrap();
+        assert!(
+            !still_running_after_a_while(&server),
+            "stopped after its owner ended"
+        );
+    }
+
+    fn anchor_gone() {
+        // Anchored: the checkout is deleted; the server's directory goes too.
+        let (dir, server) = scratch();
+        let anchor = dir.path().join("Cargo.toml");
+        std::fs::write(&anchor, "").unwrap();
+        let watchdog = Watchdog {
+            anchor: Some(anchor.clone()),
+            ..Watchdog::default()
+        };
+        server.watch(&watchdog).expect("a watchdog");
+        std::fs::remove_file(&anchor).unwrap();
+        assert!(
+            !still_running_after_a_while(&server),
+            "stopped once the anchor is gone"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.state_dir().exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(!server.state_dir().exists(), "its directory removed");
+    }
+
+    fn idle() {
+        // Idle: last used longer ago than the limit.
+        let (_dir, server) = scratch();
+        let watchdog = Watchdog {
+            idle: Some(Duration::from_secs(60)),
+            ..Watchdog::default()
+        };
+        server.watch(&watchdog).expect("a watchdog");
+        std::thread::sleep(Duration::from_secs(6));
+        assert!(server.is_running(), "kept while used lately");
+        let two_minutes_ago = SystemTime::now() - Duration::from_secs(120);
+        std::fs::File::options()
+            .write(true)
+            .open(server.state_dir().join("last-used"))
+            .unwrap()
+            .set_modified(two_minutes_ago)
+            .unwrap();
+        assert!(!still_running_after_a_while(&server), "stopped when idle");
+    }
+}
