@@ -155,6 +155,18 @@ pub struct AuthSettings {
     pub signing_kid: String,
     #[serde(default)]
     pub keys: Vec<KeySettings>,
+    /// An identity provider's JWKS, fetched at start-up and refreshed (src/auth/jwks.rs).
+    #[serde(default)]
+    pub jwks_url: String,
+    #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// An OIDC issuer: its discovery document names the JWKS, and tokens must carry it as `iss`.
+    #[serde(default)]
+    pub oidc_issuer: String,
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,7 +410,12 @@ impl Settings {
                 "must be above zero when rate_limit.enabled is true",
             ));
         }
-        if self.auth.keys.is_empty() && self.auth.jwks_file.is_empty() {
+        crate::auth::validate_remote_keys(&self.auth)?;
+        if self.auth.keys.is_empty()
+            && self.auth.jwks_file.is_empty()
+            && self.auth.jwks_url.is_empty()
+            && self.auth.oidc_issuer.is_empty()
+        {
             return Err(ConfigError::invalid(
                 "auth.keys",
                 "at least one verification key is needed",

@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
+use crate::auth::Gatekeeper;
 use crate::error::ApiError;
 use crate::request_context;
 use crate::state::AppState;
@@ -33,8 +34,14 @@ async fn healthz() -> HttpResponse {
 /// is unreachable the body says so, and events wait in the database. When events are published,
 /// `events.undeliverable` counts the events set aside because JetStream refused them (left out
 /// if that count cannot be read now).
-async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if crate::db::is_ready(&state.pool).await {
+///
+/// Keys fetched from an identity provider (`auth.jwks_url`) must have been loaded once: before
+/// that no token could be verified.
+async fn readyz(
+    state: web::Data<AppState>,
+    gate: web::Data<Gatekeeper>,
+) -> Result<HttpResponse, ApiError> {
+    if gate.keys.is_ready() && crate::db::is_ready(&state.pool).await {
         let mut events = serde_json::json!({"publishing": state.publishing.get().as_str()});
         if state.publishing.is_enabled() {
             if let Ok(n) = crate::events::relay::figures::undeliverable(&state.pool).await {
@@ -44,6 +51,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         Ok(HttpResponse::Ok().json(serde_json::json!({
             "status": "ready",
             "events": events,
+            "keys": gate.keys.status(),
         })))
     } else {
         Err(ApiError::Unavailable)
@@ -53,6 +61,7 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 async fn metrics(
     state: web::Data<AppState>,
     figures: web::Data<crate::metrics::FiguresCache>,
+    gate: web::Data<Gatekeeper>,
 ) -> HttpResponse {
     // The database's figures are cached (metrics::cache): a scrape does not count the backlog.
     let figures = figures
@@ -60,5 +69,13 @@ async fn metrics(
         .await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render(&state.pool, figures))
+        .body(crate::metrics::render(&state.pool, figures) + &keys_metrics(&gate))
+}
+
+/// The fetched keys' lines: this service's own, like the backlog (a process may run several).
+fn keys_metrics(gate: &Gatekeeper) -> String {
+    use prometheus::Encoder;
+    let mut out = Vec::new();
+    let _ = prometheus::TextEncoder::new().encode(&gate.keys.metric_families(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }

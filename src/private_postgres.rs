@@ -9,6 +9,10 @@
 //! account can reach, so a directory under the system temp dir is used when the requested one is
 //! not (a checkout under `/root`, say).
 
+mod watchdog;
+
+pub use watchdog::Watchdog;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

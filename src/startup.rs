@@ -78,6 +78,13 @@ pub async fn database_hosts(
         tokio::task::spawn_blocking(move || PrivatePostgres::start(&data_dir, Durability::Durable))
             .await
             .context("the PostgreSQL start-up task failed")??;
+    // A killed service leaves no server behind: it stops once this process is gone.
+    if let Err(e) = server.watch(&crate::private_postgres::Watchdog {
+        owned: true,
+        ..Default::default()
+    }) {
+        tracing::warn!(error = %format!("{e:#}"), "no watchdog for the private PostgreSQL");
+    }
     Ok((db::Hosts::single(server.connect_options()), Some(server)))
 }
 
@@ -147,7 +154,8 @@ impl Application {
         } else {
             health::routes
         };
-        let (state_for_metrics, figures_for_metrics) = (state.clone(), figures.clone());
+        let (state_for_metrics, figures_for_metrics, gate_for_metrics) =
+            (state.clone(), figures.clone(), gate.clone());
         let gate_for_tasks = gate.clone();
         let bound = db::deadline::bound(&settings.database);
         let mut server = HttpServer::new(move || {
@@ -183,6 +191,7 @@ impl Application {
                 listener,
                 state_for_metrics,
                 figures_for_metrics,
+                gate_for_metrics,
             )?),
             None => None,
         };
@@ -209,6 +218,10 @@ impl Application {
             events::relay::round_limit(&settings.database, &settings.events),
             relay_wake,
             publishing,
+            stop_background.clone(),
+        ));
+        tokio::spawn(crate::auth::keep_keys_fresh(
+            gate_for_tasks.clone(),
             stop_background.clone(),
         ));
         tokio::spawn(forget_idle_buckets(gate_for_tasks, stop_background.clone()));
@@ -296,6 +309,7 @@ fn serve_metrics(
     listener: TcpListener,
     state: web::Data<AppState>,
     figures: web::Data<crate::metrics::FiguresCache>,
+    gate: web::Data<Gatekeeper>,
 ) -> anyhow::Result<(
     u16,
     actix_web::dev::ServerHandle,
@@ -307,6 +321,7 @@ fn serve_metrics(
             .wrap(middleware::from_fn(request_context::middleware))
             .app_data(state.clone())
             .app_data(figures.clone())
+            .app_data(gate.clone())
             .configure(health::metrics_route)
             .default_service(web::to(|| async {
                 Err::<HttpResponse, _>(ApiError::NotFound("no route matches this path"))

@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
 
-use super::{Claims, Mode};
-use crate::configuration::{AuthSettings, ConfigError, KeySettings};
+use super::pem::{decoding_key, encoding_key, parse_alg, read_file};
+use super::Claims;
+use crate::configuration::{AuthSettings, ConfigError};
 use crate::error::ApiError;
 
 /// Longer tokens are refused before any parsing: real ones are a few hundred bytes.
@@ -19,17 +19,67 @@ const MAX_TOKEN_BYTES: usize = 4096;
 /// every request, and verifying it (base64, JSON, HMAC or RSA) was a third of a GET's CPU.
 const VERIFIED_TOKENS: usize = 10_000;
 
-struct VerifyKey {
-    key: DecodingKey,
-    validation: Validation,
+pub(super) struct VerifyKey {
+    pub(super) key: DecodingKey,
+    pub(super) validation: Validation,
+}
+
+/// The checks every key applies besides its signature: leeway, issuer and audience.
+pub(super) struct Checks {
+    leeway: u64,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl Checks {
+    pub(super) fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = self.leeway;
+        v.validate_nbf = true;
+        let mut required = vec!["exp"];
+        match &self.issuer {
+            None => v.iss = None,
+            Some(issuer) => {
+                v.set_issuer(&[issuer]);
+                required.push("iss");
+            }
+        }
+        match &self.audience {
+            None => v.validate_aud = false,
+            Some(audience) => {
+                v.set_audience(&[audience]);
+                required.push("aud");
+            }
+        }
+        v.set_required_spec_claims(&required);
+        v
+    }
+}
+
+/// Why a token was not verified: refused, or signed with a kid that a fetch of the identity
+/// provider's keys might bring.
+pub(super) enum Unverified {
+    Refused(ApiError),
+    UnknownKid,
+}
+
+impl From<ApiError> for Unverified {
+    fn from(e: ApiError) -> Self {
+        Unverified::Refused(e)
+    }
 }
 
 pub struct KeyRing {
+    /// Keys of the configuration (`auth.keys`, `auth.jwks_file`); they win over fetched keys of
+    /// the same kid.
     keys: HashMap<String, VerifyKey>,
-    signing: Option<(String, Algorithm, EncodingKey)>,
+    /// Keys fetched from `auth.jwks_url` / `auth.oidc_issuer`.
+    remote: Option<super::jwks::RemoteKeys>,
+    checks: Checks,
+    pub(super) signing: Option<(String, Algorithm, EncodingKey)>,
     /// Put into minted tokens so that they pass this service's own checks.
-    issuer: Option<String>,
-    audience: Option<String>,
+    pub(super) issuer: Option<String>,
+    pub(super) audience: Option<String>,
     /// Tokens whose signature, algorithm, issuer and audience passed, keyed by the whole token
     /// text: the same bytes against the same keys always verify the same way. Only the time
     /// claims can change their verdict, so those are checked again on every use. Failures are
@@ -38,44 +88,16 @@ pub struct KeyRing {
     leeway: u64,
 }
 
-fn parse_alg(alg: &str) -> Option<Algorithm> {
-    match alg {
-        "HS256" => Some(Algorithm::HS256),
-        "RS256" => Some(Algorithm::RS256),
-        "ES256" => Some(Algorithm::ES256),
-        "EdDSA" => Some(Algorithm::EdDSA),
-        _ => None,
-    }
-}
-
-fn read_file(setting: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path)
-        .map_err(|e| ConfigError::invalid(setting, format!("cannot read {path}: {e}")))
-}
-
 impl KeyRing {
     pub fn from_settings(settings: &AuthSettings) -> Result<Self, ConfigError> {
-        let validation_for = |alg: Algorithm| {
-            let mut v = Validation::new(alg);
-            v.leeway = settings.leeway.as_secs();
-            v.validate_nbf = true;
-            let mut required = vec!["exp"];
-            if settings.issuer.is_empty() {
-                v.iss = None;
-            } else {
-                v.set_issuer(&[&settings.issuer]);
-                required.push("iss");
-            }
-            if settings.audience.is_empty() {
-                v.validate_aud = false;
-            } else {
-                v.set_audience(&[&settings.audience]);
-                required.push("aud");
-            }
-            v.set_required_spec_claims(&required);
-            v
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let checks = Checks {
+            leeway: settings.leeway.as_secs(),
+            // An OIDC issuer is the issuer tokens must carry when none is configured apart.
+            issuer: non_empty(&settings.issuer).or_else(|| non_empty(&settings.oidc_issuer)),
+            audience: non_empty(&settings.audience),
         };
-
+        let validation_for = |alg: Algorithm| checks.validation(alg);
         let mut keys = HashMap::new();
         let mut signing = None;
         for (i, k) in settings.keys.iter().enumerate() {
@@ -123,21 +145,39 @@ impl KeyRing {
                 );
             }
         }
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         Ok(Self {
             keys,
+            remote: super::jwks::RemoteKeys::from_settings(settings)?,
+            issuer: checks.issuer.clone(),
+            audience: checks.audience.clone(),
+            checks,
             signing,
-            issuer: non_empty(&settings.issuer),
-            audience: non_empty(&settings.audience),
             verified: quick_cache::sync::Cache::new(VERIFIED_TOKENS),
             leeway: settings.leeway.as_secs(),
         })
     }
 
-    /// Verifies a bearer token and returns its claims; every failure is a 401.
+    /// Verifies a bearer token and returns its claims; every failure is a 401. A kid not held is
+    /// refused at once: [`KeyRing::verify_fetching`] first fetches the provider's keys.
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, ApiError> {
+        self.try_verify(token).map_err(|e| match e {
+            Unverified::Refused(e) => e,
+            Unverified::UnknownKid => ApiError::Unauthorized("the token's key is not known"),
+        })
+    }
+
+    /// [`KeyRing::verify`], but a kid not held first asks for a fetch of the identity provider's
+    /// keys (at most one per 30 s) and waits for it.
+    pub async fn verify_fetching(&self, token: &str) -> Result<Arc<Claims>, ApiError> {
+        if let Some(remote) = &self.remote {
+            remote.fetch_for_unknown_kid().await;
+        }
+        self.verify(token)
+    }
+
+    pub(super) fn try_verify(&self, token: &str) -> Result<Arc<Claims>, Unverified> {
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(ApiError::Unauthorized("the token is too long"));
+            return Err(ApiError::Unauthorized("the token is too long").into());
         }
         if let Some(claims) = self.verified.get(token) {
             self.check_times(&claims)?;
@@ -146,6 +186,40 @@ impl KeyRing {
         let claims = Arc::new(self.verify_uncached(token)?);
         self.verified.insert(token.to_owned(), Arc::clone(&claims));
         Ok(claims)
+    }
+
+    pub(super) fn checks(&self) -> &Checks {
+        &self.checks
+    }
+
+    pub(super) fn remote(&self) -> Option<&super::jwks::RemoteKeys> {
+        self.remote.as_ref()
+    }
+
+    /// Called when the fetched keys change.
+    pub(super) fn forget_verified(&self) {
+        self.verified.clear();
+    }
+
+    /// Ready unless keys are to be fetched and none has been yet.
+    pub fn is_ready(&self) -> bool {
+        self.remote.as_ref().is_none_or(|r| r.is_loaded())
+    }
+
+    /// What `/readyz` shows of the keys.
+    pub fn status(&self) -> serde_json::Value {
+        match &self.remote {
+            None => serde_json::json!({"jwks": "off"}),
+            Some(remote) => remote.status(),
+        }
+    }
+
+    /// The Prometheus lines of fetched keys (none when no JWKS is fetched).
+    pub fn metric_families(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.remote
+            .as_ref()
+            .map(|r| r.metric_families())
+            .unwrap_or_default()
     }
 
     /// `exp` and `nbf` of a remembered token, with the same leeway and messages as the full
@@ -162,27 +236,35 @@ impl KeyRing {
         Ok(())
     }
 
-    fn verify_uncached(&self, token: &str) -> Result<Claims, ApiError> {
+    fn verify_uncached(&self, token: &str) -> Result<Claims, Unverified> {
         // `alg: none` and unknown algorithms fail here: they are not in jsonwebtoken's enum.
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| ApiError::Unauthorized("the token is malformed"))?;
+        let fetched = self.remote.as_ref().map(|r| r.keys()).unwrap_or_default();
         let key = match header.kid.as_deref() {
-            Some(kid) => self.keys.get(kid),
+            Some(kid) => match self.keys.get(kid).or_else(|| fetched.get(kid)) {
+                Some(key) => key,
+                None if self.remote.is_some() => return Err(Unverified::UnknownKid),
+                None => return Err(ApiError::Unauthorized("the token's key is not known").into()),
+            },
             // Without a kid the token is only usable when there is exactly one key.
-            None if self.keys.len() == 1 => self.keys.values().next(),
-            None => None,
-        }
-        .ok_or(ApiError::Unauthorized("the token's key is not known"))?;
+            None => match (self.keys.len(), fetched.len()) {
+                (1, 0) => self.keys.values().next(),
+                (0, 1) => fetched.values().next(),
+                _ => None,
+            }
+            .ok_or(ApiError::Unauthorized("the token's key is not known"))?,
+        };
         // The algorithm is the key's, never the token's choice (no algorithm confusion).
         if !key.validation.algorithms.contains(&header.alg) {
-            return Err(ApiError::Unauthorized(
-                "the token's algorithm does not match its key",
-            ));
+            return Err(
+                ApiError::Unauthorized("the token's algorithm does not match its key").into(),
+            );
         }
         jsonwebtoken::decode::<Claims>(token, &key.key, &key.validation)
             .map(|data| data.claims)
             .map_err(|e| {
-                ApiError::Unauthorized(match e.kind() {
+                Unverified::Refused(ApiError::Unauthorized(match e.kind() {
                     ErrorKind::ExpiredSignature => "the token has expired",
                     ErrorKind::ImmatureSignature => "the token is not valid yet",
                     ErrorKind::InvalidSignature => "the token's signature is not valid",
@@ -190,100 +272,17 @@ impl KeyRing {
                     ErrorKind::InvalidAudience => "the token's audience is not accepted",
                     ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim",
                     _ => "the token is not valid",
-                })
+                }))
             })
     }
-}
-
-fn decoding_key(
-    setting: &str,
-    alg: Algorithm,
-    k: &KeySettings,
-) -> Result<DecodingKey, ConfigError> {
-    let file = || read_file(&format!("{setting}.public_key_file"), &k.public_key_file);
-    let bad = |e: jsonwebtoken::errors::Error| {
-        ConfigError::invalid(format!("{setting}.public_key_file"), e.to_string())
-    };
-    Ok(match alg {
-        Algorithm::HS256 => DecodingKey::from_secret(k.secret.expose().as_bytes()),
-        Algorithm::RS256 => DecodingKey::from_rsa_pem(&file()?).map_err(bad)?,
-        Algorithm::ES256 => DecodingKey::from_ec_pem(&file()?).map_err(bad)?,
-        Algorithm::EdDSA => DecodingKey::from_ed_pem(&file()?).map_err(bad)?,
-        _ => {
-            return Err(ConfigError::invalid(
-                format!("{setting}.alg"),
-                "unsupported",
-            ))
-        }
-    })
-}
-
-fn encoding_key(
-    setting: &str,
-    alg: Algorithm,
-    k: &KeySettings,
-) -> Result<EncodingKey, ConfigError> {
-    let name = format!("{setting}.private_key_file");
-    let pem = || {
-        if k.private_key_file.is_empty() {
-            Err(ConfigError::invalid(
-                &name,
-                "auth.signing_kid names this key, so it needs a private key to sign with",
-            ))
-        } else {
-            read_file(&name, &k.private_key_file)
-        }
-    };
-    let bad = |e: jsonwebtoken::errors::Error| ConfigError::invalid(&name, e.to_string());
-    Ok(match alg {
-        Algorithm::HS256 => EncodingKey::from_secret(k.secret.expose().as_bytes()),
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem()?).map_err(bad)?,
-        Algorithm::ES256 => EncodingKey::from_ec_pem(&pem()?).map_err(bad)?,
-        Algorithm::EdDSA => EncodingKey::from_ed_pem(&pem()?).map_err(bad)?,
-        _ => {
-            return Err(ConfigError::invalid(
-                format!("{setting}.alg"),
-                "unsupported",
-            ))
-        }
-    })
-}
-
-/// What `customers-api token` puts in a token.
-pub struct TokenRequest {
-    pub org: String,
-    pub mode: Mode,
-    pub scope: String,
-    pub ttl: Duration,
-    pub sub: String,
-}
-
-/// Signs a token with the configured signing key (`auth.signing_kid`).
-pub fn mint_token(ring: &KeyRing, request: &TokenRequest) -> anyhow::Result<String> {
-    let (kid, alg, key) = ring
-        .signing
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("auth.signing_kid does not name a configured key"))?;
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = Claims {
-        sub: Some(request.sub.clone()),
-        org: request.org.clone(),
-        mode: request.mode,
-        scope: request.scope.clone(),
-        exp: now + request.ttl.as_secs(),
-        iat: Some(now),
-        nbf: None,
-        iss: ring.issuer.clone(),
-        aud: ring.audience.clone(),
-    };
-    let mut header = Header::new(*alg);
-    header.kid = Some(kid.clone());
-    Ok(jsonwebtoken::encode(&header, &claims, key)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    use crate::auth::{mint_token, Mode, TokenRequest};
 
     fn ring_and_token() -> (KeyRing, String) {
         let settings = crate::configuration::Settings::load().expect("the default settings load");

@@ -1,16 +1,24 @@
 //! Authentication and tenancy (docs/api-rules.md#authentication): bearer JWTs verified with
 //! `jsonwebtoken`, keys chosen by `kid`, tenant = (org, mode), scopes with implication.
 
+mod jwks;
 mod keys;
+mod mint;
+mod pem;
 
 use std::future::{ready, Ready};
+
+use futures_util::future::{Either, LocalBoxFuture};
+use tokio_util::sync::CancellationToken;
 
 use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use serde::{Deserialize, Serialize};
 
-pub use keys::{mint_token, KeyRing, TokenRequest};
+pub use jwks::validate_remote_keys;
+pub use keys::KeyRing;
+pub use mint::{mint_token, TokenRequest};
 
 use crate::error::ApiError;
 use crate::rate_limit::RateLimits;
@@ -91,17 +99,38 @@ impl Caller {
 
 impl FromRequest for Caller {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future =
+        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let verified = bearer_token(req).and_then(|(gate, token)| {
+            match gate.keys.try_verify(token) {
+                Ok(claims) => Ok(Ok(claims)),
+                Err(keys::Unverified::Refused(e)) => Err(e),
+                // The identity provider may have rotated: fetch its keys, then verify again.
+                Err(keys::Unverified::UnknownKid) => Ok(Err((gate, token.to_owned()))),
+            }
+        });
+        match verified {
+            Err(e) => Either::Left(ready(Err(e))),
+            Ok(Ok(claims)) => Either::Left(ready(caller(req, &claims))),
+            Ok(Err((gate, token))) => {
+                let req = req.clone();
+                Either::Right(Box::pin(async move {
+                    let claims = gate.keys.verify_fetching(&token).await?;
+                    caller(&req, &claims)
+                }))
+            }
+        }
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
+/// The gatekeeper and the request's bearer token.
+fn bearer_token(req: &HttpRequest) -> Result<(web::Data<Gatekeeper>, &str), ApiError> {
     let gate = req
         .app_data::<web::Data<Gatekeeper>>()
-        .ok_or_else(|| ApiError::internal("gatekeeper missing from app data"))?;
+        .ok_or_else(|| ApiError::internal("gatekeeper missing from app data"))?
+        .clone();
     let mut values = req.headers().get_all(AUTHORIZATION);
     let header = values
         .next()
@@ -120,7 +149,14 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         .ok_or(ApiError::Unauthorized(
             "the Authorization header must be `Bearer <token>`",
         ))?;
-    let claims = gate.keys.verify(token)?;
+    Ok((gate, token))
+}
+
+/// The caller of verified claims, after the tenant's rate limit.
+fn caller(req: &HttpRequest, claims: &Claims) -> Result<Caller, ApiError> {
+    let gate = req
+        .app_data::<web::Data<Gatekeeper>>()
+        .ok_or_else(|| ApiError::internal("gatekeeper missing from app data"))?;
     let granted = claims
         .scope
         .split_ascii_whitespace()
@@ -148,4 +184,10 @@ fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
         granted,
         sub: claims.sub.clone(),
     })
+}
+
+/// Keeps the keys fetched from an identity provider fresh until `stop` (returns at once when
+/// none are configured).
+pub async fn keep_keys_fresh(gate: web::Data<Gatekeeper>, stop: CancellationToken) {
+    jwks::run(&gate.keys, stop).await;
 }

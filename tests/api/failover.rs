@@ -1,6 +1,6 @@
 //! Failover (issue 14): what the pool does with a connection whose server went away or turned
-//! read-only, and host selection for multi-host URLs. The first tests run on the test server
-//! and on the machine's PostgreSQL at 127.0.0.1:5432; the ones marked `#[ignore]` need the
+//! read-only, and host selection for multi-host URLs. The first tests run on the suite's test
+//! database (over TCP where a URL needs a port); the ones marked `#[ignore]` need the
 //! Patroni cluster of ../shared/ha (scripts/ha-drill runs them while it is up:
 //! `cargo test --test api failover -- --ignored`).
 
@@ -110,15 +110,18 @@ async fn a_read_only_server_answers_503_and_the_connection_is_dropped() {
 
 #[tokio::test]
 async fn hosts_are_tried_in_order_and_a_dead_one_is_skipped() {
-    // Port 1 refuses; the machine's PostgreSQL answers on 5432.
+    // Port 1 refuses; the suite's PostgreSQL answers over TCP.
+    let db = tcp_database().await;
     for attrs in ["", "?target_session_attrs=read-write"] {
         let mut hosts = Hosts::parse(&format!(
-            "postgres://postgres@127.0.0.1:1,127.0.0.1:5432/postgres{attrs}"
+            "postgres://{}127.0.0.1:1,{}/{}{attrs}",
+            db.user_info, db.host_port, db.database
         ))
         .expect("a multi-host URL");
         let (index, conn) = hosts.select().await.expect("the second host answers");
         assert_eq!(index, 1);
-        assert_eq!(hosts.selected().get_port(), 5432);
+        let port: u16 = db.host_port.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(hosts.selected().get_port(), port);
         conn.close().await.ok();
     }
     let mut none = Hosts::parse("postgres://postgres@127.0.0.1:1,127.0.0.1:2/postgres").unwrap();

@@ -1,7 +1,9 @@
 //! Authentication and tenancy: bearer JWTs (`tokens`), scopes with implication (`scopes`), and
-//! the tenant (org, mode) confining every read and write (`tenancy`). The rules are in
+//! the tenant (org, mode) confining every read and write (`tenancy`), keys fetched from an
+//! identity provider (`jwks`). The rules are in
 //! `docs/api-rules.md`; token attacks beyond these are in `security`.
 
+mod jwks;
 mod scopes;
 mod tenancy;
 mod tokens;

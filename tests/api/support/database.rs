@@ -7,15 +7,18 @@
 //! `target/test-database.txt`. Each test gets its own database, cloned from a migrated template,
 //! so tests run in parallel.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use customers_api::private_postgres::{Durability, PrivatePostgres};
+use customers_api::private_postgres::{Durability, PrivatePostgres, Watchdog};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 use super::logs::init_test_logs;
+
+/// The tests' private PostgreSQL stops by itself after this long with no test process using it.
+const IDLE: Duration = Duration::from_secs(10 * 60);
 
 struct Server {
     options: PgConnectOptions,
@@ -160,8 +163,20 @@ async fn prepare_server() -> anyhow::Result<Server> {
                 PrivatePostgres::start(&dir, Durability::Ephemeral)
             })
             .await??;
-            // Left running for the next test process to reuse; CI machines are discarded.
-            server.connect_options()
+            // Left running for the next test process to reuse, but never for ever: it stops once
+            // unused for IDLE, or as soon as the checkout is deleted.
+            server.watch(&Watchdog {
+                owned: false,
+                anchor: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")),
+                idle: Some(IDLE),
+            })?;
+            let options = server.connect_options();
+            // In use while this process runs.
+            std::thread::spawn(move || loop {
+                server.mark_used();
+                std::thread::sleep(Duration::from_secs(60));
+            });
+            options
         }
         Way::Container => start_container().await?,
     };
@@ -301,94 +316,63 @@ pub fn find_postgres_programs() -> Result<(), String> {
         .map_err(|e| format!("{e:#}"))
 }
 
-/// A PostgreSQL of a test's own, in a temp dir, that the test stops and starts again. It is
-/// stopped when dropped (before its directory goes), so a failing test leaves no server behind.
-pub struct ScratchPostgres {
-    server: Option<PrivatePostgres>,
-    data_dir: PathBuf,
-    _dir: tempfile::TempDir,
+/// A database of the run reached over TCP, for what needs a `host:port` (multi-host URLs): the
+/// suite's own server when it listens on TCP (`DATABASE_URL`, a container), else a loopback
+/// port of the test's own relayed to the private server's Unix socket (which stays reachable
+/// by its owner only).
+pub struct TcpDatabase {
+    /// `user@` or `user:password@`, as in a URL.
+    pub user_info: String,
+    /// `127.0.0.1:PORT` and the like.
+    pub host_port: String,
+    pub database: String,
 }
 
-impl ScratchPostgres {
-    /// Blocking (initdb, pg_ctl -w): call it from `spawn_blocking`.
-    pub fn start() -> Self {
-        Self::start_with_settings(&[])
-    }
-
-    /// [`ScratchPostgres::start`] with server settings of the test's (`listen_addresses`,
-    /// `port`, ...), which win over the private server's own.
-    pub fn start_with_settings(settings: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        // As root, PostgreSQL runs as an unprivileged account, which must be able to enter it.
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-            .expect("open the temp dir to the PostgreSQL account");
-        let data_dir = dir.path().join("postgres");
-        let server =
-            PrivatePostgres::start_with_settings(&data_dir, Durability::Ephemeral, settings)
-                .expect("a private PostgreSQL starts");
-        ScratchPostgres {
-            server: Some(server),
-            data_dir,
-            _dir: dir,
-        }
-    }
-
-    /// Its data directory (owned by the account the server runs as).
-    pub fn data_dir(&self) -> &std::path::Path {
-        &self.data_dir
-    }
-
-    /// Connect options for its Unix socket, as the superuser `postgres`.
-    pub fn options(&self) -> PgConnectOptions {
-        self.server
-            .as_ref()
-            .expect("the scratch PostgreSQL is running")
-            .connect_options()
-    }
-
-    /// Blocking: a fast shutdown, which ends every session of the service.
-    pub fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.stop();
-        }
-    }
-
-    /// Blocking: starts it again on the same data.
-    pub fn restart(&mut self) {
-        assert!(self.server.is_none(), "restart of a running server");
-        self.server = Some(
-            PrivatePostgres::start(&self.data_dir, Durability::Ephemeral)
-                .expect("the private PostgreSQL starts again"),
-        );
-    }
-
-    /// Creates a migrated database on this server.
-    pub async fn create_database(&self, name: &str) -> PgConnectOptions {
-        let admin_options = self.options();
-        let mut admin = PgConnection::connect_with(&admin_options)
+pub async fn tcp_database() -> TcpDatabase {
+    let options = fresh_database().await;
+    let database = options.get_database().expect("a database name").to_owned();
+    let user = options.get_username().to_owned();
+    if let Some(socket) = options.get_socket() {
+        let socket = socket.join(format!(".s.PGSQL.{}", options.get_port()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .expect("connect to the scratch PostgreSQL");
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("create the database");
-        admin.close().await.ok();
-        let options = admin_options.database(name);
-        // The migrator itself, as the harness does: it runs as the owner of the schema.
-        let mut conn = PgConnection::connect_with(&options)
-            .await
-            .expect("connect to the new database");
-        customers_api::db::MIGRATOR
-            .run(&mut conn)
-            .await
-            .expect("the migrations apply");
-        conn.close().await.ok();
-        options
+            .expect("a loopback port");
+        let port = listener.local_addr().expect("an address").port();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut unix) = tokio::net::UnixStream::connect(&socket).await {
+                        let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                    }
+                });
+            }
+        });
+        return TcpDatabase {
+            user_info: format!("{user}@"),
+            host_port: format!("127.0.0.1:{port}"),
+            database,
+        };
     }
-}
-
-impl Drop for ScratchPostgres {
-    fn drop(&mut self) {
-        self.stop();
+    let password = if CONTAINER.get().is_some() {
+        Some(CONTAINER_PASSWORD.to_owned())
+    } else {
+        database_url_env()
+            .and_then(|url| reqwest::Url::parse(&url).ok())
+            .and_then(|url| url.password().map(str::to_owned))
+    };
+    let host = options.get_host();
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    TcpDatabase {
+        user_info: match password {
+            Some(password) => format!("{user}:{password}@"),
+            None => format!("{user}@"),
+        },
+        host_port: format!("{host}:{}", options.get_port()),
+        database,
     }
 }

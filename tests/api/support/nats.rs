@@ -1,10 +1,12 @@
 //! NATS for the publication tests: a stream and subject prefix of the test's own on the shared
-//! server (`NATS_URL`, else 127.0.0.1:4222), so that tests run in parallel and leave nothing
-//! behind, and private `nats-server -js` processes a test may stop and start again.
+//! server (`NATS_URL`, else a private `nats-server -js` of the run), so that tests run in
+//! parallel and leave nothing behind, and private `nats-server -js` processes a test may stop
+//! and start again.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
@@ -16,14 +18,24 @@ use nix::unistd::Pid;
 
 use super::app::secret;
 use super::binary::free_port;
+use super::nats_server;
 
-/// The NATS server with JetStream the tests publish to: `NATS_URL`, else the one this kind of
-/// machine runs.
+/// The NATS server with JetStream the tests publish to: `NATS_URL` when set and not empty, else
+/// a private `nats-server -js` of this test process (one per run, shared by its tests, on a free
+/// port; it stops when the process ends, even when the process is killed). Panics at once, with
+/// the install step, when there is no `nats-server` program.
 pub fn shared_nats_url() -> String {
-    std::env::var("NATS_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .unwrap_or_else(|| "nats://127.0.0.1:4222".into())
+    if let Some(url) = std::env::var("NATS_URL").ok().filter(|url| !url.is_empty()) {
+        nats_server::record("url", &url);
+        return url;
+    }
+    static PRIVATE: OnceLock<Result<String, String>> = OnceLock::new();
+    let url = PRIVATE
+        .get_or_init(nats_server::start_shared)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"));
+    nats_server::record("private", &url);
+    url
 }
 
 /// Streams of the tests are named `T_<ULID>`; ones older than this are left over by a failed
@@ -247,7 +259,7 @@ impl TestStream {
 
 /// `nats-server`: `NATS_SERVER` when set, else from `PATH`, else Debian's /usr/sbin/nats-server.
 pub fn nats_server_program() -> PathBuf {
-    if let Ok(path) = std::env::var("NATS_SERVER") {
+    if let Some(path) = std::env::var_os("NATS_SERVER").filter(|p| !p.is_empty()) {
         return PathBuf::from(path);
     }
     let on_path = std::env::var_os("PATH").and_then(|paths| {
@@ -292,7 +304,8 @@ impl PrivateNats {
     async fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("nats-server.log"))
             .expect("a log file for nats-server");
-        let mut command = Command::new(nats_server_program());
+        let program = nats_server::installed().unwrap_or_else(|e| panic!("{e}"));
+        let mut command = Command::new(&program);
         if let Some(config) = &self.config {
             let path = self.dir.path().join("nats-server.conf");
             std::fs::write(&path, config).expect("the nats-server configuration written");
@@ -312,7 +325,8 @@ impl PrivateNats {
             .stdout(log.try_clone().expect("a second log handle"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", nats_server_program()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        nats_server::watch(child.id(), None);
         self.child = Some(child);
         // Ready when JetStream answers.
         let deadline = Instant::now() + Duration::from_secs(15);
