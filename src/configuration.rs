@@ -123,6 +123,17 @@ pub struct DatabaseSettings {
     #[serde(with = "humantime_serde")]
     pub statement_timeout: Duration,
     pub migrate_on_start: bool,
+    /// Pooled connections one tenant may hold at once (0: three quarters of max_connections,
+    /// at least 1); see `db::tenant_limit`.
+    #[serde(default)]
+    pub tenant_max_connections: u32,
+    /// Requests of one tenant that may wait for one of its connections; past it, 429.
+    #[serde(default = "default_tenant_queue")]
+    pub tenant_queue: u32,
+}
+
+fn default_tenant_queue() -> u32 {
+    1024
 }
 
 #[derive(Debug, Clone, Deserialize)]

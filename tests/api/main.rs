@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod bounded_requests;
 mod compat;
 mod customers;
 mod errors;
