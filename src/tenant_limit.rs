@@ -130,14 +130,6 @@ impl TenantLimits {
             }
         }
     }
-
-    /// Requests holding a slot, by tenant (for tests and diagnostics).
-    pub fn held(&self, tenant: &Tenant) -> u32 {
-        let tenants = self.tenants.lock().expect("the tenant table");
-        tenants.get(tenant).map_or(0, |gate| {
-            self.per_tenant - gate.slots.available_permits() as u32
-        })
-    }
 }
 
 impl Drop for Slot {

@@ -54,10 +54,6 @@ impl Deadline {
             pool,
         }
     }
-
-    pub fn tenant_limits(&self) -> &Arc<TenantLimits> {
-        &self.limits
-    }
 }
 
 /// One request's part: when its clock started, its tenant's slot, the connections it took.
