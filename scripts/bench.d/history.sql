@@ -9,7 +9,9 @@
 --
 -- Customer c was created at 2026-01-01T00:00:00Z + c days, its version v v - 1 seconds later; its feed
 -- position is ordered by (v, c), so each customer's events are in version order in the feed, as
--- the service writes them; every feed_xid is below any live transaction id, so all are visible.
+-- the service writes them (feed_xid = 3 + ordinal / 1000, and seq, taken in ordinal order, breaks
+-- ties); every feed_xid is below any transaction id a server that ran a few hundred transactions
+-- has running, so every event is visible to the feed.
 \set ON_ERROR_STOP on
 
 INSERT INTO customers (org_id, mode, id, type, status, email, metadata, version, created_at,
@@ -24,7 +26,7 @@ SELECT 'org_bench', 'test', 'cus_0HST' || lpad(c::text, 22, '0'), 'consumer', 'a
 
 INSERT INTO customer_events (org_id, mode, customer_id, version, id, type, occurred_at, feed_xid,
                              body, recorded_at)
-SELECT 'org_bench', 'test', customer_id, v, event_id, kind, at, 1000 + ordinal,
+SELECT 'org_bench', 'test', customer_id, v, event_id, kind, at, 3 + ordinal / 1000,
        json_build_object(
          'id', event_id, 'type', kind, 'customerId', customer_id, 'version', v,
          'occurredAt', at, 'actor', json_build_object('sub', 'bench'),

@@ -96,59 +96,25 @@ pub struct Around {
     pub first: Option<StoredEvent>,
 }
 
-/// The event at or before `at` is found by a binary search over the customer's versions, each
-/// step one probe of the primary key (about log2(versions) probes: 15 for 20,000 versions),
-/// instead of a scan of every version newer than the instant. It relies on `occurred_at` never
-/// decreasing with the version (a customer's `updatedAt` never runs backwards: see
-/// `Customer::next_version`), and tolerates gaps in the versions (a probe takes the first
-/// version at or above the middle). No index on the time is needed, so a write pays nothing
-/// for it.
+/// The event at or before `at` is one probe of the as-of index (migration 7), newest first;
+/// the first event one probe of the primary key. The index is partial on a condition only this
+/// statement states (`occurred_at > '-infinity'`), so no other statement is planned on it.
 pub async fn around(
     db: impl PgExecutor<'_>,
     tenant: &Tenant,
     customer: &CustomerId,
     at: DateTime<Utc>,
 ) -> Result<Around, sqlx::Error> {
-    // search(lo, hi, mid): the answer is a version in [lo, hi], lo's event is at or before `at`,
-    // and mid is the next probe (carried as a column: an expression of the row's columns in the
-    // probe's condition would not be leakproof, and row-level security would then make it a
-    // filter of the scan instead of its bound).
     let rows = sqlx::query!(
-        r#"WITH RECURSIVE search(lo, hi, mid) AS (
-               SELECT oldest.version, newest.version, (oldest.version + newest.version + 1) / 2
-                 FROM (SELECT version, occurred_at FROM customer_events
-                        WHERE org_id = $1 AND mode = $2
-                          AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-                          AND customer_id = $3
-                        ORDER BY version LIMIT 1) oldest,
-                      (SELECT version FROM customer_events
-                        WHERE org_id = $1 AND mode = $2
-                          AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-                          AND customer_id = $3
-                        ORDER BY version DESC LIMIT 1) newest
-                WHERE oldest.occurred_at <= $4
-             UNION ALL
-               SELECT CASE WHEN probe.occurred_at <= $4 THEN probe.version ELSE s.lo END,
-                      CASE WHEN probe.occurred_at <= $4 THEN s.hi ELSE s.mid - 1 END,
-                      CASE WHEN probe.occurred_at <= $4 THEN (probe.version + s.hi + 1) / 2
-                           ELSE (s.lo + s.mid) / 2 END
-                 FROM search s,
-                      LATERAL (SELECT version, occurred_at FROM customer_events
-                                WHERE org_id = $1 AND mode = $2
-                                  AND (SELECT set_config('app.tenant', $2 || '/' || $1, true))
-                                      IS NOT NULL
-                                  AND customer_id = $3
-                                  AND version >= s.mid
-                                ORDER BY version LIMIT 1) probe
-                WHERE s.lo < s.hi
-           )
-           (SELECT true AS "before!", version AS "version!", feed_xid AS "feed_xid!",
+        r#"(SELECT true AS "before!", version AS "version!", feed_xid AS "feed_xid!",
                    seq AS "seq!", body::text AS "body!"
               FROM customer_events
              WHERE org_id = $1 AND mode = $2
                AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
                AND customer_id = $3
-               AND version = (SELECT lo FROM search WHERE lo >= hi))
+               AND occurred_at <= $4 AND occurred_at > '-infinity'
+             ORDER BY occurred_at DESC, version DESC
+             LIMIT 1)
            UNION ALL
            (SELECT false, version, feed_xid, seq, body::text
               FROM customer_events
