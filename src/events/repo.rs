@@ -99,11 +99,6 @@ pub struct Around {
 /// The event at or before `at` is one probe of the as-of index (migration 7), newest first;
 /// the first event one probe of the primary key. The index is partial on a condition only this
 /// statement states (`occurred_at > '-infinity'`), so no other statement is planned on it.
-///
-/// The customer and the instant reach that probe through sub-selects, which the planner cannot
-/// see into: a plan made for the values (a customer with a tenth of the table's events, an
-/// instant at the start of its history) was estimated cheaper than the generic one, so
-/// PostgreSQL planned the statement again on every execution, which cost more than running it.
 pub async fn around(
     db: impl PgExecutor<'_>,
     tenant: &Tenant,
@@ -116,8 +111,8 @@ pub async fn around(
               FROM customer_events
              WHERE org_id = $1 AND mode = $2
                AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-               AND customer_id = (SELECT $3::text)
-               AND occurred_at <= (SELECT $4::timestamptz) AND occurred_at > '-infinity'
+               AND customer_id = $3
+               AND occurred_at <= $4 AND occurred_at > '-infinity'
              ORDER BY occurred_at DESC, version DESC
              LIMIT 1)
            UNION ALL
