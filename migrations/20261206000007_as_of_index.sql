@@ -2,8 +2,9 @@
 -- `GET /v1/customers/{id}?asOf=`: the customer's last event at or before an instant, in one
 -- probe. Without it the statement read the customer's versions newest first until one was old
 -- enough: an instant just after the creation of a customer with 20,000 versions read all of
--- them. (A binary search over the primary key, about 15 probes, was tried: bounded, but its
--- plan is costly to make, and PostgreSQL kept re-planning it on every request.)
+-- them. (A binary search over the primary key, about 15 probes, is bounded too and costs a
+-- write nothing; it was tried, and measured no better than this one probe: see
+-- docs/performance.md. This index is the simpler statement.)
 --
 -- Partial on `occurred_at > '-infinity'`, a condition that holds for every row and that only the
 -- as-of statement states, so that, whatever the statistics say, no other statement about one
