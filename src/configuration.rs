@@ -138,10 +138,21 @@ pub struct DatabaseSettings {
         with = "humantime_serde"
     )]
     pub idle_in_transaction_timeout: Duration,
+    /// Pooled connections one tenant may hold at once (0: three quarters of max_connections,
+    /// at least 1); see `tenant_limit`.
+    #[serde(default)]
+    pub tenant_max_connections: u32,
+    /// Requests of one tenant that may wait for one of its connections; past it, 429.
+    #[serde(default = "default_tenant_queue")]
+    pub tenant_queue: u32,
 }
 
 fn default_idle_in_transaction_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_tenant_queue() -> u32 {
+    1024
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -157,12 +157,14 @@ impl Application {
         let (state_for_metrics, figures_for_metrics, gate_for_metrics) =
             (state.clone(), figures.clone(), gate.clone());
         let gate_for_tasks = gate.clone();
-        let bound = db::deadline::bound(&settings.database);
+        // The request's bound and its tenant's slot (shared by every worker).
+        let deadline = db::deadline::Deadline::new(&settings.database, pool.clone());
         let mut server = HttpServer::new(move || {
             App::new()
                 // Inside the request context, so that its 503 carries the request id.
-                .wrap(middleware::from_fn(move |req, next| {
-                    db::deadline::limit(bound, req, next)
+                .wrap(middleware::from_fn({
+                    let deadline = deadline.clone();
+                    move |req, next| db::deadline::limit(deadline.clone(), req, next)
                 }))
                 .wrap(middleware::from_fn(request_context::middleware))
                 .app_data(state.clone())

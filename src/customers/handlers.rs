@@ -106,17 +106,18 @@ pub async fn retrieve(
 }
 
 /// `asOf`, if the query has it: an RFC 3339 instant with an offset. Other parameters are left
-/// alone, as they always were on this route.
+/// alone, as they always were on this route. The query is parsed once and its names
+/// percent-decoded, so `as%4Ff=` is `asOf=` (a test of the raw text would miss it).
 fn as_of_instant(query: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-    if !query.contains("asOf") {
-        return Ok(None);
-    }
     let invalid = || {
         crate::query::invalid(
             "asOf",
             "must be one RFC 3339 instant with an offset, e.g. 2026-12-01T10:30:00Z",
         )
     };
+    if query.is_empty() {
+        return Ok(None);
+    }
     let pairs = web::Query::<Vec<(String, String)>>::from_query(query)
         .map_err(|_| invalid())?
         .into_inner();

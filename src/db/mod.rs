@@ -80,7 +80,7 @@ pub fn pool_for(hosts: &Hosts, settings: &DatabaseSettings) -> PgPool {
         "SET ROLE customers_app; SET enable_seqscan = off; SET jit = off; SELECT false"
     };
     PgPoolOptions::new()
-        .after_connect(move |conn, _meta| {
+        .after_connect(move |conn, meta| {
             Box::pin(async move {
                 use sqlx::{Executor, Row};
                 // One round trip (a &str runs as a simple query): the SETs, then one row.
@@ -91,6 +91,7 @@ pub fn pool_for(hosts: &Hosts, settings: &DatabaseSettings) -> PgPool {
                         "the server is read-only (a standby): not the primary",
                     )));
                 }
+                deadline::taken(&meta);
                 Ok(())
             })
         })
@@ -98,8 +99,18 @@ pub fn pool_for(hosts: &Hosts, settings: &DatabaseSettings) -> PgPool {
         // last lost connection is closed instead of being handed out or taken back; sqlx
         // itself pings a connection when it is released, which drops one whose socket died.
         .test_before_acquire(false)
-        .before_acquire(|_conn, meta| Box::pin(async move { Ok(!is_condemned(&meta)) }))
-        .after_release(|_conn, meta| Box::pin(async move { Ok(!is_condemned(&meta)) }))
+        .before_acquire(|_conn, meta| {
+            Box::pin(async move {
+                let usable = !is_condemned(&meta);
+                if usable {
+                    deadline::taken(&meta);
+                }
+                Ok(usable)
+            })
+        })
+        .after_release(|_conn, meta| {
+            Box::pin(async move { Ok(!is_condemned(&meta) && deadline::released(&meta)) })
+        })
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .acquire_timeout(settings.acquire_timeout)
@@ -297,10 +308,10 @@ pub async fn acquire(
             WAITING.fetch_sub(1, Ordering::Relaxed);
         }
     }
-    deadline::start();
+    let until = tokio::time::Instant::now() + pool.options().get_acquire_timeout();
     WAITING.fetch_add(1, Ordering::Relaxed);
     let _waiting = Waiting;
-    let until = tokio::time::Instant::now() + pool.options().get_acquire_timeout();
+    deadline::start(until).await?;
     let mut backoff = Duration::from_millis(25);
     loop {
         let error = match tokio::time::timeout_at(until, acquire_following_host(pool)).await {
@@ -314,5 +325,25 @@ pub async fn acquire(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Whether the pool's server answers a new connection of its own within `within`: what tells
+/// a server that stopped answering from a request that was merely slow ([`deadline`]). An
+/// error the server sent (too many connections, say) is an answer; a timeout, or a failure to
+/// reach it, is not.
+pub async fn server_answers(pool: &PgPool, within: Duration) -> bool {
+    use sqlx::Connection;
+    let options = pool.connect_options();
+    let probe = async {
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        let answered = conn.ping().await;
+        conn.close().await.ok();
+        answered
+    };
+    match tokio::time::timeout(within, probe).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e @ sqlx::Error::Database(_))) => !is_connection_lost(&e),
+        _ => false,
     }
 }

@@ -201,24 +201,91 @@ pub async fn feed(
         }
     }
     let scope = feed_scope(tenant, &filter);
-    let after: FeedPosition = match after {
+    let after: FeedCursor = match after {
         Some(c) => state.cursors.open(&c, &scope)?,
-        None => FeedPosition::default(),
+        None => FeedCursor::default(),
     };
-    let mut events = match &filter.customer {
+    let read = match &filter.customer {
         // An id that cannot exist has no events, as one of another tenant.
-        Some(customer) if CustomerId::parse(customer).is_none() => Vec::new(),
+        Some(customer) if CustomerId::parse(customer).is_none() => None,
         _ => {
             let mut conn = crate::db::acquire(&state.pool).await?;
-            repo::feed(&mut *conn, tenant, &filter, after, limit + 1).await?
+            let position = FeedPosition {
+                feed_xid: after.x,
+                seq: after.s,
+            };
+            let after_version = after.v.unwrap_or(0);
+            Some(
+                repo::feed(
+                    &mut *conn,
+                    tenant,
+                    &filter,
+                    position,
+                    after_version,
+                    limit + 1,
+                )
+                .await?,
+            )
         }
     };
+    let (events, has_more, next) = match read {
+        None => (Vec::new(), false, after),
+        Some(read) => next_page(read, after, limit, filter.customer.is_some()),
+    };
+    // Always a cursor: a caught-up consumer polls with the one it has.
+    let next_cursor = Some(state.cursors.issue(&next, &scope));
+    page(events, next_cursor, has_more)
+}
+
+/// Where a reading of the feed resumes: after the feed position (x, s), and, for one
+/// customer's feed, after its version v (the primary key's bound: that feed reads the customer's
+/// events by version). Cursors issued before v existed read as v = 0.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
+struct FeedCursor {
+    x: i64,
+    s: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    v: Option<i64>,
+}
+
+/// The page's events (at most `limit`), whether more follow, and the cursor after it.
+///
+/// A full page resumes after its last event. A page that is not full has seen every matching
+/// event visible to its statement, which is every event below the statement's horizon (the
+/// oldest transaction then running): it resumes at the horizon, so the next poll does not read
+/// again what this one read, and never passes an event not yet visible (every such event has a
+/// feed_xid at or above the horizon: docs/events.md).
+fn next_page(
+    read: repo::FeedPage,
+    after: FeedCursor,
+    limit: i64,
+    by_customer: bool,
+) -> (Vec<StoredEvent>, bool, FeedCursor) {
+    let mut events = read.events;
     let has_more = events.len() as i64 > limit;
     events.truncate(limit as usize);
-    // Always a cursor: a caught-up consumer polls with the one it has.
-    let last = events.last().map_or(after, |e| e.position);
-    let next_cursor = Some(state.cursors.issue(&last, &scope));
-    page(events, next_cursor, has_more)
+    let last_version = events.last().map(|e| e.version);
+    let mut next = match events.last() {
+        Some(last) => FeedCursor {
+            x: last.position.feed_xid,
+            s: last.position.seq,
+            v: after.v,
+        },
+        None => after,
+    };
+    if by_customer {
+        next.v = last_version.or(after.v).or(Some(0));
+    }
+    if !has_more {
+        let horizon = (read.horizon - 1, i64::MAX);
+        if horizon > (next.x, next.s) {
+            (next.x, next.s) = horizon;
+        }
+        if by_customer {
+            next.v = next.v.max(read.newest_version);
+        }
+    }
+    (events, has_more, next)
 }
 
 fn feed_scope(tenant: &Tenant, filter: &FeedFilter) -> String {

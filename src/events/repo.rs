@@ -28,6 +28,10 @@ pub struct FeedPosition {
 }
 
 /// One customer's events, newest first, strictly before version `before` when given.
+///
+/// Two statements rather than one with `($n IS NULL OR version < $n)`: under a generic plan
+/// (which PostgreSQL switches to after five executions) that condition is a filter, not a bound
+/// of the index scan, and a deep page read every newer version first.
 pub async fn history(
     db: impl PgExecutor<'_>,
     tenant: &Tenant,
@@ -35,32 +39,52 @@ pub async fn history(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows = sqlx::query!(
-        r#"SELECT version, feed_xid, seq, body::text AS "body!"
-             FROM customer_events
-            WHERE org_id = $1 AND mode = $2
-              AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-              AND customer_id = $3
-              AND ($4::bigint IS NULL OR version < $4)
-            ORDER BY version DESC
-            LIMIT $5"#,
-        tenant.org,
-        tenant.mode.as_str(),
-        customer.as_str(),
-        before,
-        limit
-    )
-    .fetch_all(db)
-    .await?;
+    let rows = match before {
+        None => sqlx::query!(
+            r#"SELECT version, feed_xid, seq, body::text AS "body!"
+                 FROM customer_events
+                WHERE org_id = $1 AND mode = $2
+                  AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+                  AND customer_id = $3
+                ORDER BY version DESC
+                LIMIT $4"#,
+            tenant.org,
+            tenant.mode.as_str(),
+            customer.as_str(),
+            limit
+        )
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.version, r.feed_xid, r.seq, r.body))
+        .collect::<Vec<_>>(),
+        Some(before) => sqlx::query!(
+            r#"SELECT version, feed_xid, seq, body::text AS "body!"
+                 FROM customer_events
+                WHERE org_id = $1 AND mode = $2
+                  AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+                  AND customer_id = $3
+                  AND version < $4
+                ORDER BY version DESC
+                LIMIT $5"#,
+            tenant.org,
+            tenant.mode.as_str(),
+            customer.as_str(),
+            before,
+            limit
+        )
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.version, r.feed_xid, r.seq, r.body))
+        .collect(),
+    };
     Ok(rows
         .into_iter()
-        .map(|r| StoredEvent {
-            version: r.version,
-            position: FeedPosition {
-                feed_xid: r.feed_xid,
-                seq: r.seq,
-            },
-            body: r.body,
+        .map(|(version, feed_xid, seq, body)| StoredEvent {
+            version,
+            position: FeedPosition { feed_xid, seq },
+            body,
         })
         .collect())
 }
@@ -72,6 +96,9 @@ pub struct Around {
     pub first: Option<StoredEvent>,
 }
 
+/// The event at or before `at` is one probe of the as-of index (migration 7), newest first;
+/// the first event one probe of the primary key. The index is partial on a condition only this
+/// statement states (`occurred_at > '-infinity'`), so no other statement is planned on it.
 pub async fn around(
     db: impl PgExecutor<'_>,
     tenant: &Tenant,
@@ -84,8 +111,9 @@ pub async fn around(
               FROM customer_events
              WHERE org_id = $1 AND mode = $2
                AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-               AND customer_id = $3 AND occurred_at <= $4
-             ORDER BY version DESC
+               AND customer_id = $3
+               AND occurred_at <= $4 AND occurred_at > '-infinity'
+             ORDER BY occurred_at DESC, version DESC
              LIMIT 1)
            UNION ALL
            (SELECT false, version, feed_xid, seq, body::text
@@ -131,73 +159,168 @@ pub struct FeedFilter {
     pub customer: Option<String>,
 }
 
-/// The tenant's feed, oldest first, strictly after `after`, holding back every event whose
-/// transaction, or a transaction that began before it, may still be running: only events with
-/// a feed_xid below the oldest running transaction (`pg_snapshot_xmin`) are shown, so a
-/// follower never passes an event that could still commit before its position.
+/// A page of the feed as read, with what the reading knows beyond its events.
+#[derive(Debug)]
+pub struct FeedPage {
+    pub events: Vec<StoredEvent>,
+    /// The oldest transaction still running when the page was read (`pg_snapshot_xmin` of the
+    /// statement's own snapshot): every event with a lower `feed_xid` was visible to the
+    /// statement, so a page that is not full has seen every matching event below it.
+    pub horizon: i64,
+    /// With a customer: its newest version visible to the statement (None: no event visible).
+    pub newest_version: Option<i64>,
+}
+
+/// The tenant's feed, oldest first, strictly after `after` (and, with a customer, after its
+/// version `after_version`), holding back every event whose transaction, or a transaction that
+/// began before it, may still be running: only events with a feed_xid below the oldest running
+/// transaction (`pg_snapshot_xmin`) are shown, so a follower never passes an event that could
+/// still commit before its position.
+///
+/// Each shape reads an index range that starts at the cursor and stops after `limit` events:
+/// the whole feed its feed index, a type its own index (`customer_events_feed_by_type`), a
+/// customer its primary key from the version after the cursor's. The horizon is read in the
+/// same statement, so the caller may move the cursor up to it (see docs/events.md).
 pub async fn feed(
     db: impl PgExecutor<'_>,
     tenant: &Tenant,
     filter: &FeedFilter,
     after: FeedPosition,
+    after_version: i64,
     limit: i64,
-) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows = match &filter.customer {
+) -> Result<FeedPage, sqlx::Error> {
+    type Row = (Option<i64>, Option<i64>, Option<i64>, Option<String>);
+    let (horizon, newest_version, rows): (i64, Option<i64>, Vec<Row>) = match (
+        &filter.customer,
+        filter.kind,
+    ) {
         // One customer's events are in version order in the feed as well: read them by
-        // version, from the customer's own index.
-        Some(customer) => sqlx::query!(
-            r#"SELECT version, feed_xid, seq, body::text AS "body!"
-                 FROM customer_events
-                WHERE org_id = $1 AND mode = $2
-                  AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-                  AND customer_id = $3
-                  AND (feed_xid, seq) > ($4, $5)
-                  AND feed_xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-                  AND ($6::text IS NULL OR type = $6)
-                ORDER BY version
-                LIMIT $7"#,
-            tenant.org,
-            tenant.mode.as_str(),
-            customer,
-            after.feed_xid,
-            after.seq,
-            filter.kind,
-            limit
-        )
-        .fetch_all(db)
-        .await?
-        .into_iter()
-        .map(|r| (r.version, r.feed_xid, r.seq, r.body))
-        .collect::<Vec<_>>(),
-        None => sqlx::query!(
-            r#"SELECT version, feed_xid, seq, body::text AS "body!"
-                 FROM customer_events
-                WHERE org_id = $1 AND mode = $2
-                  AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
-                  AND (feed_xid, seq) > ($3, $4) AND seq > 0
-                  AND feed_xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-                  AND ($5::text IS NULL OR type = $5)
-                ORDER BY feed_xid, seq
-                LIMIT $6"#,
-            tenant.org,
-            tenant.mode.as_str(),
-            after.feed_xid,
-            after.seq,
-            filter.kind,
-            limit
-        )
-        .fetch_all(db)
-        .await?
-        .into_iter()
-        .map(|r| (r.version, r.feed_xid, r.seq, r.body))
-        .collect(),
+        // version, from the customer's primary key, starting after the cursor's version.
+        (Some(customer), kind) => {
+            let rows = sqlx::query!(
+                r#"SELECT h.horizon AS "horizon!", n.version AS "newest?", e.version AS "version?",
+                          e.feed_xid AS "feed_xid?", e.seq AS "seq?", e.body AS "body?"
+                     FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h
+                     LEFT JOIN LATERAL (
+                          SELECT version FROM customer_events
+                           WHERE org_id = $1 AND mode = $2
+                             AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+                             AND customer_id = $3
+                             AND feed_xid < h.horizon
+                           ORDER BY version DESC
+                           LIMIT 1) n ON true
+                     LEFT JOIN LATERAL (
+                          SELECT version, feed_xid, seq, body::text AS body
+                            FROM customer_events
+                           WHERE org_id = $1 AND mode = $2
+                             AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+                             AND customer_id = $3
+                             AND version > $4
+                             AND (feed_xid, seq) > ($5, $6)
+                             AND feed_xid < h.horizon
+                             AND ($7::text IS NULL OR type = $7)
+                           ORDER BY version
+                           LIMIT $8) e ON true"#,
+                tenant.org,
+                tenant.mode.as_str(),
+                customer,
+                after_version,
+                after.feed_xid,
+                after.seq,
+                kind,
+                limit
+            )
+            .fetch_all(db)
+            .await?;
+            let horizon = rows.first().map_or(0, |r| r.horizon);
+            let newest = rows.first().and_then(|r| r.newest);
+            let rows = rows
+                .into_iter()
+                .map(|r| (r.version, r.feed_xid, r.seq, r.body))
+                .collect();
+            (horizon, newest, rows)
+        }
+        (None, None) => {
+            let rows = sqlx::query!(
+                r#"SELECT h.horizon AS "horizon!", e.version AS "version?",
+                          e.feed_xid AS "feed_xid?", e.seq AS "seq?", e.body AS "body?"
+                     FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h
+                     LEFT JOIN LATERAL (
+                          SELECT version, feed_xid, seq, body::text AS body
+                            FROM customer_events
+                           WHERE org_id = $1 AND mode = $2
+                             AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+                             AND (feed_xid, seq) > ($3, $4) AND seq > 0
+                             AND feed_xid < h.horizon
+                           ORDER BY feed_xid, seq
+                           LIMIT $5) e ON true"#,
+                tenant.org,
+                tenant.mode.as_str(),
+                after.feed_xid,
+                after.seq,
+                limit
+            )
+            .fetch_all(db)
+            .await?;
+            let horizon = rows.first().map_or(0, |r| r.horizon);
+            let rows = rows
+                .into_iter()
+                .map(|r| (r.version, r.feed_xid, r.seq, r.body))
+                .collect();
+            (horizon, None, rows)
+        }
+        // A type has its own feed index (`type IS NOT NULL`, which `type = $n` implies and no
+        // other statement states): a rare type costs the events of that type, not the tenant's.
+        (None, Some(kind)) => {
+            let rows = sqlx::query!(
+                r#"SELECT h.horizon AS "horizon!", e.version AS "version?",
+                          e.feed_xid AS "feed_xid?", e.seq AS "seq?", e.body AS "body?"
+                     FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon) h
+                     LEFT JOIN LATERAL (
+                          SELECT version, feed_xid, seq, body::text AS body
+                            FROM customer_events
+                           WHERE org_id = $1 AND mode = $2
+                             AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
+                             AND type = $3
+                             AND (feed_xid, seq) > ($4, $5)
+                             AND feed_xid < h.horizon
+                           ORDER BY feed_xid, seq
+                           LIMIT $6) e ON true"#,
+                tenant.org,
+                tenant.mode.as_str(),
+                kind,
+                after.feed_xid,
+                after.seq,
+                limit
+            )
+            .fetch_all(db)
+            .await?;
+            let horizon = rows.first().map_or(0, |r| r.horizon);
+            let rows = rows
+                .into_iter()
+                .map(|r| (r.version, r.feed_xid, r.seq, r.body))
+                .collect();
+            (horizon, None, rows)
+        }
     };
-    Ok(rows
+    let mut events: Vec<StoredEvent> = rows
         .into_iter()
-        .map(|(version, feed_xid, seq, body)| StoredEvent {
-            version,
-            position: FeedPosition { feed_xid, seq },
-            body,
+        .filter_map(|(version, feed_xid, seq, body)| {
+            Some(StoredEvent {
+                version: version?,
+                position: FeedPosition {
+                    feed_xid: feed_xid?,
+                    seq: seq?,
+                },
+                body: body?,
+            })
         })
-        .collect())
+        .collect();
+    // The rows come in the inner scan's order; sorting the page itself keeps that a guarantee.
+    events.sort_by_key(|e| e.position);
+    Ok(FeedPage {
+        events,
+        horizon,
+        newest_version,
+    })
 }

@@ -6,6 +6,7 @@ mod support;
 
 mod append_only;
 mod auth;
+mod bounded_requests;
 mod compat;
 mod config;
 mod customers;

@@ -169,3 +169,101 @@ async fn history_from_before_recording_is_given_where_known_and_refused_where_no
         .await
         .error(422, "history_unavailable");
 }
+
+/// An old state is shown as it was, even one today's rules refuse (a rule tightened since, a
+/// stored event written under looser rules): as-of validates nothing on the way out, in both
+/// of its ways of answering (an event's object, and the state before the first event).
+#[tokio::test]
+async fn an_old_state_that_todays_rules_refuse_is_shown_as_it_was() {
+    let app = spawn_app().await;
+    let id = MISSING_ID;
+    let created = Utc::now() - Duration::days(30);
+    let changed = Utc::now() - Duration::days(2);
+    sqlx::query(
+        "INSERT INTO customers (org_id, mode, id, email, metadata, version, created_at, updated_at)
+         VALUES ($1, 'test', $2, 'old@example.com', '{}', 3, $3, $4)",
+    )
+    .bind(ORG)
+    .bind(id)
+    .bind(created)
+    .bind(changed)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    later().await;
+    assert_eq!(
+        app.patch(id, json!({"phone": "+14155550100"}))
+            .await
+            .status(),
+        200
+    );
+    // What the rules of today refuse: an email without an @, 60 metadata keys (50 at most).
+    let crowded: serde_json::Map<String, Value> =
+        (0..60).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let updated = sqlx::query(
+        "UPDATE customer_events
+            SET body = jsonb_set(jsonb_set(body::jsonb, '{data,previous,email}', '\"no at sign\"'),
+                                 '{data,previous,metadata}', $2)::json
+          WHERE customer_id = $1 AND version = 4",
+    )
+    .bind(id)
+    .bind(Value::Object(crowded.clone()))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(updated.rows_affected(), 1);
+
+    let before = as_of(&app, id, &rfc3339(changed + Duration::hours(1))).await;
+    assert_eq!(before.status, 200, "{}", before.text());
+    assert_eq!(before.header("etag"), Some("\"3\""));
+    let shown = before.json();
+    assert_eq!(shown["email"], "no at sign");
+    assert_eq!(shown["metadata"], Value::Object(crowded));
+    assert_eq!(shown["phone"], Value::Null, "the phone came with version 4");
+
+    // The event's own object, as stored.
+    sqlx::query(
+        "UPDATE customer_events
+            SET body = jsonb_set(body::jsonb, '{data,object,email}', '\"still no at sign\"')::json
+          WHERE customer_id = $1 AND version = 4",
+    )
+    .bind(id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let after = as_of(&app, id, &rfc3339(Utc::now())).await;
+    assert_eq!(after.status, 200, "{}", after.text());
+    assert_eq!(after.json()["email"], "still no at sign");
+}
+
+/// `asOf` is a parameter of the parsed query: spelled with percent-escapes it is the same one.
+#[tokio::test]
+async fn as_of_is_found_in_the_decoded_query() {
+    let app = spawn_app().await;
+    let created = send(
+        app.request(Method::POST, "/v1/customers")
+            .json(&json!({"email": "first@example.com"})),
+    )
+    .await;
+    let id = created.id();
+    let at = instant(&created.json()["updatedAt"]);
+    later().await;
+    assert_eq!(
+        app.patch(&id, json!({"email": "second@example.com"}))
+            .await
+            .status(),
+        200
+    );
+    let encoded = send(app.request(
+        Method::GET,
+        &format!("/v1/customers/{id}?as%4Ff={}", urlencode(&rfc3339(at))),
+    ))
+    .await;
+    assert_eq!(encoded.status, 200, "{}", encoded.text());
+    assert_eq!(encoded.header("etag"), Some("\"1\""));
+    assert_eq!(encoded.text(), created.text());
+    // And so is a malformed one.
+    send(app.request(Method::GET, &format!("/v1/customers/{id}?%61sOf=yesterday")))
+        .await
+        .error(400, "parameter_invalid");
+}

@@ -3,6 +3,7 @@
 //! feed's guarantee under concurrent writers (docs/events.md).
 
 mod as_of;
+mod bounded;
 mod concurrency;
 mod feed;
 mod history;
