@@ -31,6 +31,7 @@ pub struct Application {
     stop_background: CancellationToken,
     sweeper: tokio::task::JoinHandle<()>,
     relay: tokio::task::JoinHandle<()>,
+    webhooks: tokio::task::JoinHandle<()>,
     private_postgres: Option<PrivatePostgres>,
     monitor: Option<db::monitor::Monitor>,
 }
@@ -115,6 +116,7 @@ impl Application {
         let relay_wake = Arc::new(Notify::new());
         let publishing =
             events::relay::PublishingStatus::new(!settings.events.nats_url.expose().is_empty());
+        let webhooks = Arc::new(crate::webhooks::Webhooks::new(settings.webhooks.clone()));
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             idempotency: settings.idempotency.clone(),
@@ -123,6 +125,7 @@ impl Application {
             relay_wake: relay_wake.clone(),
             publishing: publishing.clone(),
             recent: Recent::new(settings.cache.customers_mib.saturating_mul(1024 * 1024)),
+            webhooks: webhooks.clone(),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
         let gate_for_tasks = gate.clone();
@@ -139,6 +142,7 @@ impl Application {
                 .app_data(document.clone())
                 .configure(crate::customers::routes)
                 .configure(crate::events::routes)
+                .configure(crate::webhooks::routes)
                 .configure(health::routes)
                 .configure(crate::openapi::routes)
                 .default_service(web::to(|| async {
@@ -179,6 +183,12 @@ impl Application {
             publishing,
             stop_background.clone(),
         ));
+        let webhooks = crate::webhooks::spawn(
+            pool.clone(),
+            webhooks,
+            settings.database.acquire_timeout + 2 * settings.database.statement_timeout,
+            stop_background.clone(),
+        );
         tokio::spawn(forget_idle_buckets(gate_for_tasks, stop_background.clone()));
         tracing::info!(
             port,
@@ -192,6 +202,7 @@ impl Application {
             stop_background,
             sweeper,
             relay,
+            webhooks,
             private_postgres: None,
             monitor: None,
         })
@@ -226,6 +237,7 @@ impl Application {
         self.stop_background.cancel();
         let _ = self.sweeper.await;
         let _ = self.relay.await;
+        let _ = self.webhooks.await;
         if let Some(monitor) = self.monitor {
             monitor.stop().await;
         }

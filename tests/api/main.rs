@@ -25,3 +25,4 @@ mod row_security;
 mod running;
 mod security;
 mod validation;
+mod webhooks;
