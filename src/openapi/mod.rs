@@ -27,9 +27,10 @@ use crate::error::{ErrorBody, ErrorDetails, ErrorEnvelope, FieldError};
 use crate::events::handlers::{self as events_handlers, Event, EventActor, EventData, EventList};
 use crate::events::EventType;
 use crate::webhooks::handlers as webhooks_handlers;
+use crate::webhooks::log::{self as webhook_log, AttemptOut, DeliveryList, DeliveryOut};
 use crate::webhooks::model::{
-    AttemptOut, DeliveryList, DeliveryOut, RecoverIn, RecoverOut, RotateIn, WebhookInDoc,
-    WebhookList, WebhookOut, WebhookPatchDoc, WebhookSecretOut,
+    RecoverIn, RecoverOut, RotateIn, WebhookInDoc, WebhookList, WebhookOut, WebhookPatchDoc,
+    WebhookSecretOut,
 };
 use operations::Shared;
 
@@ -99,8 +100,8 @@ fn is_null(schema: &RefOr<Schema>) -> bool {
         webhooks_handlers::delete,
         webhooks_handlers::secret,
         webhooks_handlers::rotate,
-        webhooks_handlers::deliveries,
-        webhooks_handlers::retry,
+        webhook_log::deliveries,
+        webhook_log::retry,
         webhooks_handlers::recover
     ),
     components(schemas(

@@ -10,6 +10,8 @@
 pub mod destination;
 mod dispatch;
 pub mod handlers;
+mod input;
+pub mod log;
 pub mod model;
 mod repo;
 pub mod secret;
@@ -111,10 +113,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(
         request_context::resource("/v1/webhooks/{id}/deliveries")
-            .route(web::get().to(handlers::deliveries)),
+            .route(web::get().to(log::deliveries)),
     )
     .service(
         request_context::resource("/v1/webhooks/{id}/deliveries/{deliveryId}/retry")
-            .route(web::post().to(handlers::retry)),
+            .route(web::post().to(log::retry)),
     );
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::{Acquire, PgConnection};
 
-use super::model::{self, BodyKind, Members, Webhook, Writable};
+use super::input::{self, BodyKind, Members};
+use super::model::{self, Webhook, Writable};
 use super::repo::{self, deliveries};
 use super::secret::SigningSecret;
 use super::Webhooks;
@@ -91,7 +92,7 @@ pub async fn create_or_update(
     tenant: &Tenant,
     body: &Map<String, Value>,
 ) -> Result<Reply, ApiError> {
-    let checked = model::members(body, BodyKind::Post, hooks.allowance());
+    let checked = input::members(body, BodyKind::Post, hooks.allowance());
     let id = match body.get("id") {
         None | Some(Value::Null) => None,
         Some(Value::String(id)) => Some(id.clone()),
@@ -198,7 +199,7 @@ pub async fn update(
     if_match: &IfMatch,
 ) -> Result<Reply, ApiError> {
     let members =
-        model::members(body, BodyKind::Patch, hooks.allowance()).map_err(ApiError::Validation)?;
+        input::members(body, BodyKind::Patch, hooks.allowance()).map_err(ApiError::Validation)?;
     let mut tx = conn.begin().await?;
     let webhook = change(&mut tx, tenant, id, &members, if_match).await?;
     tx.commit().await?;
