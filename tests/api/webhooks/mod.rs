@@ -7,6 +7,7 @@ mod delivery;
 mod destinations;
 mod instances;
 mod receiver;
+mod settings;
 
 use std::time::Duration;
 
