@@ -92,6 +92,11 @@ CREATE INDEX webhook_deliveries_log
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at)
     WHERE status = 'pending';
 
+-- The log's retention (webhooks.log_retention) deletes ended deliveries, oldest first, across
+-- tenants. An entry per ended delivery (written when it ends).
+CREATE INDEX webhook_deliveries_ended ON webhook_deliveries (created_at)
+    WHERE status <> 'pending';
+
 CREATE TABLE webhook_attempts (
     org_id        text        NOT NULL,
     mode          text        NOT NULL,
@@ -105,7 +110,9 @@ CREATE TABLE webhook_attempts (
     -- The first 4 KiB of the response body (lossily decoded as UTF-8).
     response_body text,
     PRIMARY KEY (org_id, mode, delivery_id, n),
+    -- A delivery past webhooks.log_retention goes with its attempts.
     FOREIGN KEY (org_id, mode, delivery_id) REFERENCES webhook_deliveries (org_id, mode, id)
+        ON DELETE CASCADE
 );
 
 -- How far the dispatcher has turned events into deliveries: a feed position, as event_relay's
@@ -119,8 +126,8 @@ CREATE TABLE webhook_dispatch (
 INSERT INTO webhook_dispatch (id, feed_xid, seq)
 SELECT 1, COALESCE(max(feed_xid), 0), COALESCE(max(seq), 0) FROM customer_events;
 
-GRANT SELECT, INSERT, UPDATE ON webhooks, webhook_secrets, webhook_deliveries,
-    webhook_attempts TO customers_app;
+GRANT SELECT, INSERT, UPDATE ON webhooks, webhook_secrets TO customers_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON webhook_deliveries, webhook_attempts TO customers_app;
 GRANT SELECT, UPDATE ON webhook_dispatch TO customers_app;
 
 -- Row-level security as on customers (migration 3): a statement sees and writes only the

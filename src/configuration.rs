@@ -234,6 +234,9 @@ pub struct WebhooksSettings {
     pub poll_interval: Duration,
     pub max_in_flight: usize,
     pub max_in_flight_per_webhook: usize,
+    /// Ended deliveries (and their attempts) older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub log_retention: Duration,
 }
 
 /// Durations as a list (`["5s", "5m"]`) or one comma-separated string (`"5s,5m"`).
@@ -522,6 +525,7 @@ impl Settings {
             ("webhooks.timeout", webhooks.timeout),
             ("webhooks.disable_after", webhooks.disable_after),
             ("webhooks.poll_interval", webhooks.poll_interval),
+            ("webhooks.log_retention", webhooks.log_retention),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::invalid(name, "must be above zero"));
@@ -588,7 +592,11 @@ mod tests {
     /// environment.
     #[test]
     fn a_schedule_is_a_list_or_a_comma_separated_string() {
-        let secs = |s: &[u64]| s.iter().map(|&n| Duration::from_secs(n)).collect::<Vec<_>>();
+        let secs = |s: &[u64]| {
+            s.iter()
+                .map(|&n| Duration::from_secs(n))
+                .collect::<Vec<_>>()
+        };
         let list: Schedule = serde_json::from_str(r#"{"steps": ["5s", "5m"]}"#).unwrap();
         assert_eq!(list.steps, secs(&[5, 300]));
         let text: Schedule = serde_json::from_str(r#"{"steps": "1s, 1s,2s"}"#).unwrap();

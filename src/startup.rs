@@ -187,6 +187,10 @@ impl Application {
             pool.clone(),
             webhooks,
             settings.database.acquire_timeout + 2 * settings.database.statement_timeout,
+            crate::webhooks::Sweep {
+                interval: settings.idempotency.sweep_interval,
+                batch: settings.idempotency.sweep_batch,
+            },
             stop_background.clone(),
         );
         tokio::spawn(forget_idle_buckets(gate_for_tasks, stop_background.clone()));

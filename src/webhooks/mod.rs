@@ -67,11 +67,19 @@ impl Webhooks {
     }
 }
 
-/// Starts the dispatcher and the senders; they stop when `stop` is cancelled.
+/// How often and how much the log's retention deletes (the idempotency sweeper's pace).
+pub struct Sweep {
+    pub interval: Duration,
+    pub batch: i64,
+}
+
+/// Starts the dispatcher, the senders and the log's retention; they stop when `stop` is
+/// cancelled.
 pub fn spawn(
     pool: PgPool,
     hooks: Arc<Webhooks>,
     round_limit: Duration,
+    sweep: Sweep,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let dispatcher = tokio::spawn(dispatch::run(
@@ -80,11 +88,30 @@ pub fn spawn(
         round_limit,
         stop.clone(),
     ));
+    let retention = hooks.settings.log_retention;
+    let sweeper = tokio::spawn(sweep_log(pool.clone(), retention, sweep, stop.clone()));
     let senders = tokio::spawn(send::run(pool, hooks, stop));
     tokio::spawn(async move {
         let _ = dispatcher.await;
         let _ = senders.await;
+        let _ = sweeper.await;
     })
+}
+
+/// Deletes ended deliveries past `webhooks.log_retention`, in bounded batches.
+async fn sweep_log(pool: PgPool, retention: Duration, sweep: Sweep, stop: CancellationToken) {
+    let pool = &pool;
+    let batch = sweep.batch;
+    crate::db::sweep::every(
+        "webhook deliveries past the log retention",
+        sweep.interval,
+        batch,
+        stop,
+        move || async move {
+            repo::outbox::delete_old_deliveries(pool, retention.as_secs_f64(), batch).await
+        },
+    )
+    .await;
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

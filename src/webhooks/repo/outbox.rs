@@ -363,3 +363,32 @@ pub async fn gauges(pool: &PgPool, cap: i64) -> Result<(i64, i64), sqlx::Error> 
     tx.commit().await?;
     Ok((row.pending, row.disabled))
 }
+
+/// Deletes up to `batch` ended deliveries (with their attempts) created before `retention`,
+/// oldest first. Returns how many.
+pub async fn delete_old_deliveries(
+    pool: &PgPool,
+    retention_secs: f64,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = begin_all(pool).await?;
+    let done = sqlx::query!(
+        r#"WITH old AS (
+               SELECT org_id, mode, id
+                 FROM webhook_deliveries
+                WHERE status <> 'pending'
+                  AND created_at < now() - make_interval(secs => $1)
+                ORDER BY created_at
+                LIMIT $2
+                  FOR UPDATE SKIP LOCKED)
+           DELETE FROM webhook_deliveries d
+            USING old
+            WHERE d.org_id = old.org_id AND d.mode = old.mode AND d.id = old.id"#,
+        retention_secs,
+        batch
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected())
+}

@@ -7,6 +7,7 @@ mod delivery;
 mod destinations;
 mod instances;
 mod receiver;
+mod retention;
 mod settings;
 
 use std::time::Duration;

@@ -13,12 +13,12 @@ fn the_production_profile_refuses_the_development_webhook_settings() {
     let refused = settings.validate().unwrap_err();
     assert_eq!(refused.setting, "webhooks.secrets_key");
     settings.webhooks.secrets_key = secret("a production webhooks key, thirty-two bytes or more");
-    settings.validate().expect("production-worthy settings pass");
+    settings
+        .validate()
+        .expect("production-worthy settings pass");
     for allow in [
         |s: &mut customers_api::configuration::Settings| s.webhooks.allow_http = true,
-        |s: &mut customers_api::configuration::Settings| {
-            s.webhooks.allow_private_networks = true
-        },
+        |s: &mut customers_api::configuration::Settings| s.webhooks.allow_private_networks = true,
     ] {
         let mut settings = settings.clone();
         allow(&mut settings);
