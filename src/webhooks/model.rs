@@ -26,7 +26,7 @@ pub struct WebhookInDoc {
     #[schema(default = true)]
     enabled: Option<bool>,
     description: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
     /// `whsec_` + base64 of 24 to 64 bytes; generated when absent.
     secret: Option<String>,
@@ -42,7 +42,7 @@ pub struct WebhookPatchDoc {
     events: Option<Vec<EventType>>,
     enabled: Option<bool>,
     description: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
