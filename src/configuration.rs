@@ -484,7 +484,6 @@ impl Settings {
                 "must be letters, digits, _ or -",
             ));
         }
-        self.validate_webhooks()?;
         if self.profile == Profile::Production {
             if !events.record {
                 return Err(ConfigError::invalid(
@@ -510,6 +509,7 @@ impl Settings {
                 ));
             }
         }
+        self.validate_webhooks()?;
         Ok(())
     }
 

@@ -41,7 +41,9 @@ pub async fn run(
             }
             Ok(Err(e)) => {
                 failures += 1;
-                tracing::warn!(error = %e, "webhook dispatch failed; retrying");
+                if failures == 1 {
+                    tracing::warn!(error = %e, "webhook dispatch failed; retrying");
+                }
                 false
             }
             Err(_) => {

@@ -28,6 +28,12 @@ const RESPONSE_BODY_KEPT: usize = 4096;
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 /// A claim's lease beyond the attempt's timeout: time to record the outcome.
 const LEASE_MARGIN: Duration = Duration::from_secs(60);
+/// The longest wait between claims while the database fails (they back off from
+/// `poll_interval`).
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a stop waits for attempts in flight; one cut off is attempted again when its lease
+/// ends (at least once).
+const STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// The HTTP client of every attempt: no redirects followed, no proxy (it would connect where
 /// our resolver did not decide), and our resolver, which drops refused addresses.
@@ -90,6 +96,7 @@ pub async fn run(pool: PgPool, hooks: Arc<Webhooks>, stop: CancellationToken) {
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight));
     let in_flight = Arc::new(InFlight::default());
     let lease = (settings.timeout + LEASE_MARGIN).as_secs_f64();
+    let mut failures = 0u32;
     loop {
         let free = slots.available_permits();
         let mut more = false;
@@ -107,6 +114,7 @@ pub async fn run(pool: PgPool, hooks: Arc<Webhooks>, stop: CancellationToken) {
             .await
             {
                 Ok(claimed) => {
+                    failures = 0;
                     more = claimed.len() == free;
                     for c in claimed {
                         let Ok(slot) = slots.clone().try_acquire_owned() else {
@@ -124,7 +132,12 @@ pub async fn run(pool: PgPool, hooks: Arc<Webhooks>, stop: CancellationToken) {
                         });
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(error = %e, "claiming webhook deliveries failed; retrying");
+                    }
+                }
             }
         }
         if more {
@@ -133,12 +146,14 @@ pub async fn run(pool: PgPool, hooks: Arc<Webhooks>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = hooks.send_wake.notified() => {}
-            _ = tokio::time::sleep(settings.poll_interval) => {}
+            _ = tokio::time::sleep(
+                settings.poll_interval.saturating_mul(1 << failures.min(5)).min(MAX_BACKOFF)
+            ) => {}
         }
     }
     // Attempts in flight end within their timeout; their leases cover a stop that cuts them.
     let _ = tokio::time::timeout(
-        settings.timeout,
+        settings.timeout.min(STOP_WAIT),
         slots.acquire_many(settings.max_in_flight as u32),
     )
     .await;
