@@ -74,7 +74,8 @@ pub struct Sweep {
 }
 
 /// Starts the dispatcher, the senders and the log's retention; they stop when `stop` is
-/// cancelled.
+/// cancelled. `round_limit` bounds a dispatch round, and the recording of an attempt's outcome
+/// (a claim's lease is the attempt's timeout plus it).
 pub fn spawn(
     pool: PgPool,
     hooks: Arc<Webhooks>,
@@ -90,7 +91,7 @@ pub fn spawn(
     ));
     let retention = hooks.settings.log_retention;
     let sweeper = tokio::spawn(sweep_log(pool.clone(), retention, sweep, stop.clone()));
-    let senders = tokio::spawn(send::run(pool, hooks, stop));
+    let senders = tokio::spawn(send::run(pool, hooks, round_limit, stop));
     tokio::spawn(async move {
         let _ = dispatcher.await;
         let _ = senders.await;

@@ -26,8 +26,6 @@ use crate::tenant::{Mode, Tenant};
 const RESPONSE_BODY_KEPT: usize = 4096;
 /// The longest `Retry-After` honoured.
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
-/// A claim's lease beyond the attempt's timeout: time to record the outcome.
-const LEASE_MARGIN: Duration = Duration::from_secs(60);
 /// The longest wait between claims while the database fails (they back off from
 /// `poll_interval`).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -90,12 +88,19 @@ impl InFlight {
     }
 }
 
-pub async fn run(pool: PgPool, hooks: Arc<Webhooks>, stop: CancellationToken) {
+/// Claims and attempts due deliveries until `stop`. A claim's lease is the attempt's timeout
+/// plus `record_limit`, the bound on the statements that record its outcome.
+pub async fn run(
+    pool: PgPool,
+    hooks: Arc<Webhooks>,
+    record_limit: Duration,
+    stop: CancellationToken,
+) {
     let client = client(&hooks);
     let settings = &hooks.settings;
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight));
     let in_flight = Arc::new(InFlight::default());
-    let lease = (settings.timeout + LEASE_MARGIN).as_secs_f64();
+    let lease = (settings.timeout + record_limit).as_secs_f64();
     let mut failures = 0u32;
     loop {
         let free = slots.available_permits();

@@ -269,3 +269,59 @@ async fn recover_delivers_again_the_events_since_an_instant() {
     .await;
     assert_eq!(missing.status(), 400);
 }
+
+#[tokio::test]
+async fn a_webhook_failing_longer_than_disable_after_is_disabled() {
+    let app = spawn_app_with(|settings| {
+        hooks_settings(settings);
+        settings.webhooks.disable_after = Duration::from_secs(1);
+        settings.webhooks.retry_schedule = vec![Duration::from_millis(600); 5];
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.otherwise(Answer::status(500));
+    let webhook = create_webhook(&app, json!({"url": receiver.url("/")})).await;
+    let webhook_id = webhook["id"].as_str().unwrap();
+    app.create_id(customer()).await;
+    // The first failure starts the clock; the first failed attempt a second later disables it,
+    // and its delivery ends failed before the schedule is used up.
+    let deliveries = deliveries_until(&app, webhook_id, |d| {
+        d.first().is_some_and(|d| d["status"] == "failed")
+    })
+    .await;
+    let attempts = deliveries[0]["attempts"].as_array().unwrap().len();
+    assert!((2..=4).contains(&attempts), "{attempts} attempts");
+    let got = get_json_as_manager(&app, &format!("/v1/webhooks/{webhook_id}")).await;
+    assert_eq!(got["enabled"], false);
+    assert_eq!(got["disabledReason"], "failing");
+    // Enabling again clears the reason.
+    let enabled = call(
+        &app,
+        Method::PATCH,
+        &format!("/v1/webhooks/{webhook_id}"),
+        Some(json!({"enabled": true})),
+    )
+    .await;
+    let enabled: Value = enabled.json().await.unwrap();
+    assert_eq!(enabled["disabledReason"], Value::Null);
+}
+
+#[tokio::test]
+async fn attempts_and_the_time_to_the_first_one_are_in_the_metrics() {
+    let app = spawn_hooks_app().await;
+    let receiver = Receiver::start().await;
+    create_webhook(&app, json!({"url": receiver.url("/")})).await;
+    app.create_id(customer()).await;
+    receiver.wait_for(1, WAIT).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = app.get_anonymous("/metrics").await.text().await.unwrap();
+        if text.contains("webhook_attempts_total{outcome=\"succeeded\"}")
+            && text.contains("webhook_commit_to_first_attempt_seconds_count")
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
