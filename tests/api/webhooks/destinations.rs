@@ -44,3 +44,30 @@ async fn the_same_name_is_delivered_to_when_private_networks_are_allowed() {
     app.create_id(customer()).await;
     receiver.wait_for(1, Duration::from_secs(20)).await;
 }
+
+#[tokio::test]
+async fn a_redirect_is_a_failure_and_is_not_followed() {
+    let app = spawn_app_with(|settings| {
+        hooks_settings(settings);
+        settings.webhooks.retry_schedule = vec![];
+    })
+    .await;
+    let elsewhere = Receiver::start().await;
+    let redirecting = Receiver::start().await;
+    redirecting.script([
+        super::receiver::Answer::status(307).header("location", &elsewhere.url("/stolen"))
+    ]);
+    let webhook = create_webhook(&app, json!({"url": redirecting.url("/hooks")})).await;
+    app.create_id(customer()).await;
+    let deliveries = deliveries_until(&app, webhook["id"].as_str().unwrap(), |d| {
+        d.first().is_some_and(|d| d["status"] == "failed")
+    })
+    .await;
+    assert_eq!(deliveries[0]["attempts"][0]["statusCode"], 307);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        elsewhere.received().len(),
+        0,
+        "the redirect was not followed"
+    );
+}
