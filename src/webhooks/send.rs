@@ -178,7 +178,7 @@ async fn attempt(pool: &PgPool, hooks: &Webhooks, client: &reqwest::Client, c: &
     }
     let at = Utc::now();
     let started = Instant::now();
-    let answer = send(pool, hooks, client, c).await;
+    let answer = send(hooks, client, c).await;
     let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
     let settings = &hooks.settings;
     let (kind, succeeded, gone) = match &answer {
@@ -246,12 +246,7 @@ fn jitter(step: Duration) -> Duration {
 /// Sends the delivery: the event's stored body byte for byte, signed with every secret that
 /// signs now (newest first). `Err`: why no answer came (nothing was sent when the destination
 /// was refused).
-async fn send(
-    pool: &PgPool,
-    hooks: &Webhooks,
-    client: &reqwest::Client,
-    c: &Claimed,
-) -> Result<Answer, String> {
+async fn send(hooks: &Webhooks, client: &reqwest::Client, c: &Claimed) -> Result<Answer, String> {
     let body = c.body.as_deref().ok_or("the event is no longer kept")?;
     // Literal addresses (never resolved) and the scheme, checked again: the settings may have
     // changed since the URL was accepted.
@@ -265,11 +260,9 @@ async fn send(
             Mode::Test
         },
     };
-    let sealed = outbox::signing_secrets(pool, &c.org_id, &c.mode, &c.webhook_id)
-        .await
-        .map_err(|e| format!("the secrets could not be read: {e}"))?;
     let timestamp = Utc::now().timestamp();
-    let signatures: Vec<String> = sealed
+    let signatures: Vec<String> = c
+        .secrets
         .iter()
         .filter_map(|s| hooks.secrets.open(&tenant, &c.webhook_id, s))
         .map(|secret| secret.sign(&c.event_id, timestamp, body.as_bytes()))

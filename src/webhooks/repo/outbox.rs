@@ -163,6 +163,9 @@ pub struct Claimed {
     pub failing_since: Option<DateTime<Utc>>,
     /// The event's body as stored (the feed's bytes); `None`: the event is no longer kept.
     pub body: Option<String>,
+    /// The secrets that sign it now, sealed, newest first (read with the claim: no round trip
+    /// of its own per attempt).
+    pub secrets: Vec<Vec<u8>>,
     /// Seconds from the event's commit to now (database clock), for the first attempt's metric.
     pub since_recorded: f64,
 }
@@ -213,6 +216,11 @@ pub async fn claim(
                     WHERE e.org_id = d.org_id AND e.mode = d.mode
                       AND e.customer_id = d.customer_id AND e.version = d.event_version)
                       AS body,
+                  ARRAY(SELECT s.sealed FROM webhook_secrets s
+                         WHERE s.org_id = d.org_id AND s.mode = d.mode
+                           AND s.webhook_id = d.webhook_id
+                           AND (s.expires_at IS NULL OR s.expires_at > now())
+                         ORDER BY s.n DESC) AS "secrets!",
                   EXTRACT(EPOCH FROM clock_timestamp() - d.event_recorded_at)::float8
                       AS "since_recorded!""#,
         limit,
@@ -226,30 +234,6 @@ pub async fn claim(
     .await?;
     tx.commit().await?;
     Ok(claimed)
-}
-
-/// The secrets that sign a webhook's deliveries now, sealed, newest first.
-pub async fn signing_secrets(
-    pool: &PgPool,
-    org_id: &str,
-    mode: &str,
-    webhook_id: &str,
-) -> Result<Vec<Vec<u8>>, sqlx::Error> {
-    let mut tx = begin_all(pool).await?;
-    let sealed = sqlx::query_scalar!(
-        r#"SELECT sealed
-             FROM webhook_secrets
-            WHERE org_id = $1 AND mode = $2 AND webhook_id = $3
-              AND (expires_at IS NULL OR expires_at > now())
-            ORDER BY n DESC"#,
-        org_id,
-        mode,
-        webhook_id
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(sealed)
 }
 
 /// What an attempt came to.
