@@ -17,6 +17,7 @@ const PRODUCTION_TOML: &str = include_str!("../config/production.toml");
 /// The secrets shipped in `config/default.toml`; the production profile refuses them.
 const DEV_SIGNING_SECRET: &str = "dev-signing-secret-do-not-use-in-production-0000";
 const DEV_CURSOR_SECRET: &str = "dev-cursor-secret-do-not-use-in-production-00000";
+const DEV_WEBHOOK_SECRETS_KEY: &str = "dev-webhook-secrets-key-do-not-use-in-production-0";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
@@ -98,6 +99,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub events: EventsSettings,
     pub cache: CacheSettings,
+    pub webhooks: WebhooksSettings,
 }
 
 fn default_profile() -> Profile {
@@ -265,6 +267,48 @@ pub struct EventsSettings {
     /// Record events with every change. Only a benchmark of their cost switches this off; the
     /// production profile refuses `false`.
     pub record: bool,
+}
+
+/// Webhook deliveries (docs/webhooks.md).
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhooksSettings {
+    /// Encrypts the webhooks' signing secrets at rest (its SHA-256 is the AEAD key).
+    pub secrets_key: Secret,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// A TOML array of durations, or a comma-separated string (from the environment).
+    #[serde(deserialize_with = "durations")]
+    pub retry_schedule: Vec<Duration>,
+    #[serde(with = "humantime_serde")]
+    pub disable_after: Duration,
+    pub allow_http: bool,
+    pub allow_private_networks: bool,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    pub max_in_flight: usize,
+    pub max_in_flight_per_webhook: usize,
+    /// Ended deliveries (and their attempts) older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub log_retention: Duration,
+}
+
+/// Durations as a list (`["5s", "5m"]`) or one comma-separated string (`"5s,5m"`).
+fn durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Form::deserialize(d)? {
+        Form::List(items) => items,
+        Form::Text(text) if text.trim().is_empty() => Vec::new(),
+        Form::Text(text) => text.split(',').map(|s| s.trim().to_owned()).collect(),
+    };
+    items
+        .iter()
+        .map(|item| humantime::parse_duration(item).map_err(serde::de::Error::custom))
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -547,6 +591,54 @@ impl Settings {
                 return Err(ConfigError::invalid(
                     "pagination.cursor_secret",
                     "the development cursor secret is refused in the production profile",
+                ));
+            }
+        }
+        self.validate_webhooks()?;
+        Ok(())
+    }
+
+    fn validate_webhooks(&self) -> Result<(), ConfigError> {
+        let webhooks = &self.webhooks;
+        if webhooks.secrets_key.expose().len() < 32 {
+            return Err(ConfigError::invalid(
+                "webhooks.secrets_key",
+                "must be at least 32 bytes",
+            ));
+        }
+        for (name, d) in [
+            ("webhooks.timeout", webhooks.timeout),
+            ("webhooks.disable_after", webhooks.disable_after),
+            ("webhooks.poll_interval", webhooks.poll_interval),
+            ("webhooks.log_retention", webhooks.log_retention),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(name, "must be above zero"));
+            }
+        }
+        if webhooks.retry_schedule.len() > 50 {
+            return Err(ConfigError::invalid(
+                "webhooks.retry_schedule",
+                "must have at most 50 steps",
+            ));
+        }
+        if webhooks.max_in_flight == 0 || webhooks.max_in_flight_per_webhook == 0 {
+            return Err(ConfigError::invalid(
+                "webhooks.max_in_flight / webhooks.max_in_flight_per_webhook",
+                "must be at least 1",
+            ));
+        }
+        if self.profile == Profile::Production {
+            if webhooks.secrets_key.expose() == DEV_WEBHOOK_SECRETS_KEY {
+                return Err(ConfigError::invalid(
+                    "webhooks.secrets_key",
+                    "the development key is refused in the production profile",
+                ));
+            }
+            if webhooks.allow_http || webhooks.allow_private_networks {
+                return Err(ConfigError::invalid(
+                    "webhooks.allow_http / webhooks.allow_private_networks",
+                    "are for development and tests; the production profile refuses them",
                 ));
             }
         }

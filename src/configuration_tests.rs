@@ -84,3 +84,27 @@ mod toml_sections {
         out
     }
 }
+
+#[derive(Deserialize)]
+struct Schedule {
+    #[serde(deserialize_with = "durations")]
+    steps: Vec<Duration>,
+}
+
+/// `webhooks.retry_schedule`: a TOML array, or a comma-separated string from the
+/// environment.
+#[test]
+fn a_schedule_is_a_list_or_a_comma_separated_string() {
+    let secs = |s: &[u64]| {
+        s.iter()
+            .map(|&n| Duration::from_secs(n))
+            .collect::<Vec<_>>()
+    };
+    let list: Schedule = serde_json::from_str(r#"{"steps": ["5s", "5m"]}"#).unwrap();
+    assert_eq!(list.steps, secs(&[5, 300]));
+    let text: Schedule = serde_json::from_str(r#"{"steps": "1s, 1s,2s"}"#).unwrap();
+    assert_eq!(text.steps, secs(&[1, 1, 2]));
+    let empty: Schedule = serde_json::from_str(r#"{"steps": ""}"#).unwrap();
+    assert!(empty.steps.is_empty());
+    assert!(serde_json::from_str::<Schedule>(r#"{"steps": "1s,soon"}"#).is_err());
+}

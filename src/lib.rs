@@ -29,3 +29,4 @@ pub mod state;
 pub mod telemetry;
 pub mod tenant;
 pub mod tenant_limit;
+pub mod webhooks;

@@ -37,6 +37,7 @@ pub struct Application {
         actix_web::dev::ServerHandle,
         tokio::task::JoinHandle<()>,
     )>,
+    webhooks: tokio::task::JoinHandle<()>,
     private_postgres: Option<PrivatePostgres>,
     monitor: Option<db::monitor::Monitor>,
 }
@@ -136,6 +137,7 @@ impl Application {
         let relay_wake = Arc::new(Notify::new());
         let publishing =
             events::relay::PublishingStatus::new(!settings.events.nats_url.expose().is_empty());
+        let webhooks = Arc::new(crate::webhooks::Webhooks::new(settings.webhooks.clone()));
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             idempotency: settings.idempotency.clone(),
@@ -144,6 +146,7 @@ impl Application {
             relay_wake: relay_wake.clone(),
             publishing: publishing.clone(),
             recent: Recent::new(settings.cache.customers_mib.saturating_mul(1024 * 1024)),
+            webhooks: webhooks.clone(),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
         let figures = web::Data::new(crate::metrics::FiguresCache::default());
@@ -173,6 +176,7 @@ impl Application {
                 .app_data(figures.clone())
                 .configure(crate::customers::routes)
                 .configure(crate::events::routes)
+                .configure(crate::webhooks::routes)
                 .configure(health_routes)
                 .configure(crate::openapi::routes)
                 .default_service(web::to(|| async {
@@ -226,6 +230,16 @@ impl Application {
             gate_for_tasks.clone(),
             stop_background.clone(),
         ));
+        let webhooks = crate::webhooks::spawn(
+            pool.clone(),
+            webhooks,
+            settings.database.acquire_timeout + 2 * settings.database.statement_timeout,
+            crate::webhooks::Sweep {
+                interval: settings.idempotency.sweep_interval,
+                batch: settings.idempotency.sweep_batch,
+            },
+            stop_background.clone(),
+        );
         tokio::spawn(forget_idle_buckets(gate_for_tasks, stop_background.clone()));
         tracing::info!(
             port,
@@ -240,6 +254,7 @@ impl Application {
             sweeper,
             relay,
             metrics,
+            webhooks,
             private_postgres: None,
             monitor: None,
         })
@@ -283,6 +298,7 @@ impl Application {
         self.stop_background.cancel();
         let _ = self.sweeper.await;
         let _ = self.relay.await;
+        let _ = self.webhooks.await;
         if let Some(monitor) = self.monitor {
             monitor.stop().await;
         }

@@ -21,4 +21,6 @@ pub struct AppState {
     pub publishing: PublishingStatus,
     /// Customers this instance saw lately: a write's guess of the current version.
     pub recent: Recent,
+    /// Webhooks: their settings and secrets, and the wake-ups of the dispatcher and senders.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }

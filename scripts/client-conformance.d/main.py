@@ -1,7 +1,8 @@
 """Drives the generated clients against a running service; see scripts/client-conformance.
 
-Usage: main.py --generated DIR --proxy-spec FILE --own-spec FILE --service URL
-               --proxy-token TOKEN --own-token TOKEN --own-write-token TOKEN
+Usage: main.py --generated DIR --proxy-spec FILE --proxy-webhooks-spec FILE --own-spec FILE
+               --service URL --proxy-token TOKEN --proxy-webhooks-token TOKEN
+               --own-token TOKEN --own-write-token TOKEN --own-webhooks-token TOKEN
 Exit status 0 when every check passed, 1 otherwise.
 """
 
@@ -23,6 +24,7 @@ def parse_arguments():
         help="directory holding the generated proxy_client and own_client",
     )
     parser.add_argument("--proxy-spec", required=True, type=pathlib.Path)
+    parser.add_argument("--proxy-webhooks-spec", required=True, type=pathlib.Path)
     parser.add_argument("--own-spec", required=True, type=pathlib.Path)
     parser.add_argument("--service", required=True, help="e.g. http://127.0.0.1:8080")
     parser.add_argument(
@@ -37,6 +39,16 @@ def parse_arguments():
         "--own-write-token",
         required=True,
         help="token of the same tenant with customers:write only (activate needs admin)",
+    )
+    parser.add_argument(
+        "--proxy-webhooks-token",
+        required=True,
+        help="webhooks:manage token of a tenant with no customers, for Proxy's webhook client",
+    )
+    parser.add_argument(
+        "--own-webhooks-token",
+        required=True,
+        help="webhooks:manage token of a tenant with no customers, for the own client",
     )
     return parser.parse_args()
 
@@ -69,14 +81,25 @@ def main():
     sys.path.insert(0, str(arguments.generated))
     import own_suite  # the generated packages are importable only now
     import proxy_suite
+    import proxy_webhooks_suite
 
     suites = [
         run_suite(proxy_suite, arguments, arguments.proxy_spec, {"admin": arguments.proxy_token}),
         run_suite(
+            proxy_webhooks_suite,
+            arguments,
+            arguments.proxy_webhooks_spec,
+            {"admin": arguments.proxy_webhooks_token},
+        ),
+        run_suite(
             own_suite,
             arguments,
             arguments.own_spec,
-            {"admin": arguments.own_token, "write": arguments.own_write_token},
+            {
+                "admin": arguments.own_token,
+                "write": arguments.own_write_token,
+                "webhooks": arguments.own_webhooks_token,
+            },
         ),
     ]
     print(summary(suites))

@@ -11,6 +11,7 @@ import json
 import re
 
 import own_events
+import own_webhooks
 from own_client import AuthenticatedClient, api
 from own_client.api.customers import (
     activate_customer,
@@ -165,6 +166,7 @@ def run(suite):
     own_events.run(context)
     not_found(context)
     authentication_and_scope(context)
+    own_webhooks.run(context)
     suite.check_coverage(api)
 
 

@@ -36,6 +36,8 @@ pub enum Scope {
     Read,
     Write,
     Admin,
+    /// Managing webhooks: separate from the customer scopes, implied by none of them.
+    WebhooksManage,
 }
 
 impl Scope {
@@ -44,6 +46,17 @@ impl Scope {
             Scope::Read => "customers:read",
             Scope::Write => "customers:write",
             Scope::Admin => "customers:admin",
+            Scope::WebhooksManage => "webhooks:manage",
+        }
+    }
+
+    /// Whether a token granted `self` may do what needs `needed`: the customer scopes imply
+    /// the ones below them; `webhooks:manage` stands alone.
+    fn implies(self, needed: Scope) -> bool {
+        match (self, needed) {
+            (Scope::WebhooksManage, needed) => needed == Scope::WebhooksManage,
+            (_, Scope::WebhooksManage) => false,
+            (granted, needed) => granted >= needed,
         }
     }
 
@@ -52,6 +65,7 @@ impl Scope {
             "customers:read" => Some(Scope::Read),
             "customers:write" => Some(Scope::Write),
             "customers:admin" => Some(Scope::Admin),
+            "webhooks:manage" => Some(Scope::WebhooksManage),
             _ => None,
         }
     }
@@ -84,15 +98,16 @@ pub struct Caller {
     pub tenant: Tenant,
     /// The token's `sub`.
     pub sub: Option<String>,
-    /// The highest scope granted; scopes imply the ones below them.
-    granted: Option<Scope>,
+    /// The scopes granted (a set: each scope once).
+    granted: Vec<Scope>,
 }
 
 impl Caller {
     pub fn require(&self, needed: Scope) -> Result<&Tenant, ApiError> {
-        match self.granted {
-            Some(granted) if granted >= needed => Ok(&self.tenant),
-            _ => Err(ApiError::InsufficientScope(needed.as_str())),
+        if self.granted.iter().any(|granted| granted.implies(needed)) {
+            Ok(&self.tenant)
+        } else {
+            Err(ApiError::InsufficientScope(needed.as_str()))
         }
     }
 }
@@ -157,11 +172,13 @@ fn caller(req: &HttpRequest, claims: &Claims) -> Result<Caller, ApiError> {
     let gate = req
         .app_data::<web::Data<Gatekeeper>>()
         .ok_or_else(|| ApiError::internal("gatekeeper missing from app data"))?;
-    let granted = claims
+    let mut granted: Vec<Scope> = claims
         .scope
         .split_ascii_whitespace()
         .filter_map(Scope::parse)
-        .max();
+        .collect();
+    granted.sort_unstable();
+    granted.dedup();
     // Visible ASCII only: the org id ends up in subjects, log fields and row-level-security
     // bindings, and nothing else is a plausible org id.
     if !crate::tenant::is_visible_ascii_token(claims.org.as_bytes()) {

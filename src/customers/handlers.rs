@@ -220,6 +220,7 @@ fn finished(
 ) -> Result<HttpResponse, ApiError> {
     if response.as_ref().is_ok_and(|r| r.status().is_success()) {
         state.relay_wake.notify_one();
+        state.webhooks.wake_dispatcher();
     }
     response
 }

@@ -167,6 +167,7 @@ pub fn render(pool: &PgPool, figures: Option<Figures>) -> String {
     m.pool.with_label_values(&["waiting"]).set(waiting);
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&m.registry.gather(), &mut out);
+    let _ = TextEncoder::new().encode(&WEBHOOK_METRICS.registry.gather(), &mut out);
     if let Some(figures) = figures {
         // A registry of this scrape's own: the values belong to this server's database, not to
         // the process (tests run several servers in one process).
@@ -217,4 +218,72 @@ fn figure_families(figures: Figures) -> Vec<prometheus::proto::MetricFamily> {
         );
     }
     registry.gather()
+}
+
+/// Webhook deliveries (docs/webhooks.md#operators): attempts by outcome, the time from an
+/// event's commit to its first attempt, deliveries pending and webhooks disabled (both read by
+/// the dispatcher every 15 s, across tenants).
+struct WebhookMetrics {
+    registry: Registry,
+    attempts: IntCounterVec,
+    first_attempt: Histogram,
+    pending: IntGauge,
+    disabled: IntGauge,
+}
+
+static WEBHOOK_METRICS: LazyLock<WebhookMetrics> = LazyLock::new(|| {
+    let registry = Registry::new();
+    let attempts = IntCounterVec::new(
+        Opts::new(
+            "webhook_attempts_total",
+            "Webhook delivery attempts by outcome: succeeded, failed (a non-2xx answer), gone (410), error (no answer: refused destination, connection, timeout)",
+        ),
+        &["outcome"],
+    )
+    .expect("valid metric");
+    let first_attempt = Histogram::with_opts(
+        HistogramOpts::new(
+            "webhook_commit_to_first_attempt_seconds",
+            "Seconds from an event's commit to the start of a delivery's first attempt",
+        )
+        .buckets(vec![
+            0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ]),
+    )
+    .expect("valid metric");
+    let pending = IntGauge::new(
+        "webhook_deliveries_pending",
+        "Webhook deliveries pending, all tenants (counted up to 1000000)",
+    )
+    .expect("valid metric");
+    let disabled =
+        IntGauge::new("webhooks_disabled", "Webhooks disabled, all tenants").expect("valid metric");
+    for c in [
+        Box::new(attempts.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(first_attempt.clone()),
+        Box::new(pending.clone()),
+        Box::new(disabled.clone()),
+    ] {
+        registry.register(c).expect("metric registered once");
+    }
+    WebhookMetrics {
+        registry,
+        attempts,
+        first_attempt,
+        pending,
+        disabled,
+    }
+});
+
+pub fn webhook_attempt(outcome: &str) {
+    WEBHOOK_METRICS.attempts.with_label_values(&[outcome]).inc();
+}
+
+pub fn webhook_first_attempt(seconds: f64) {
+    WEBHOOK_METRICS.first_attempt.observe(seconds.max(0.0));
+}
+
+pub fn webhook_gauges(pending: i64, disabled: i64) {
+    WEBHOOK_METRICS.pending.set(pending);
+    WEBHOOK_METRICS.disabled.set(disabled);
 }

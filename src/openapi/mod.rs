@@ -26,6 +26,12 @@ use crate::customers::validation::{Limits, Policy};
 use crate::error::{ErrorBody, ErrorDetails, ErrorEnvelope, FieldError};
 use crate::events::handlers::{self as events_handlers, Event, EventActor, EventData, EventList};
 use crate::events::EventType;
+use crate::webhooks::handlers as webhooks_handlers;
+use crate::webhooks::log::{self as webhook_log, AttemptOut, DeliveryList, DeliveryOut};
+use crate::webhooks::model::{
+    RecoverIn, RecoverOut, RotateIn, WebhookInDoc, WebhookList, WebhookOut, WebhookPatchDoc,
+    WebhookSecretOut,
+};
 use operations::Shared;
 
 struct BearerAuth;
@@ -36,7 +42,7 @@ impl Modify for BearerAuth {
         let mut scheme = Http::new(HttpAuthScheme::Bearer);
         scheme.bearer_format = Some("JWT".into());
         scheme.description = Some(
-            "A JWT with claims sub, org, mode (test|live), scope (customers:read, customers:write, customers:admin) and exp, chosen by kid. customers:write implies customers:read; customers:admin implies both.".into(),
+            "A JWT with claims sub, org, mode (test|live), scope (customers:read, customers:write, customers:admin, webhooks:manage) and exp, chosen by kid. customers:write implies customers:read; customers:admin implies both; webhooks:manage stands alone.".into(),
         );
         components.add_security_scheme("BearerAuth", SecurityScheme::Http(scheme));
     }
@@ -86,18 +92,31 @@ fn is_null(schema: &RefOr<Schema>) -> bool {
         handlers::delete,
         handlers::activate,
         events_handlers::history,
-        events_handlers::feed
+        events_handlers::feed,
+        webhooks_handlers::list,
+        webhooks_handlers::create,
+        webhooks_handlers::retrieve,
+        webhooks_handlers::update,
+        webhooks_handlers::delete,
+        webhooks_handlers::secret,
+        webhooks_handlers::rotate,
+        webhook_log::deliveries,
+        webhook_log::retry,
+        webhooks_handlers::recover
     ),
     components(schemas(
         CustomerOut, CustomerIn, CustomerPatch, CustomerList, NameOut, Policy, Limits,
         CustomerType, CustomerStatus, ErrorEnvelope, ErrorBody, ErrorDetails, FieldError,
-        EventList, Event, EventActor, EventData, EventType
+        EventList, Event, EventActor, EventData, EventType,
+        WebhookOut, WebhookInDoc, WebhookPatchDoc, WebhookList, WebhookSecretOut, RotateIn,
+        RecoverIn, RecoverOut, DeliveryOut, DeliveryList, AttemptOut
     )),
     modifiers(&BearerAuth, &NullLast),
     security(("BearerAuth" = [])),
     tags(
         (name = "Customers", description = "Manage customers who own agents and cards"),
-        (name = "Events", description = "Every change to a customer: its history, as-of reads, and the tenant's feed")
+        (name = "Events", description = "Every change to a customer: its history, as-of reads, and the tenant's feed"),
+        (name = "Webhooks", description = "Signed deliveries of the events to your endpoints (Standard Webhooks)")
     )
 )]
 struct ApiDoc;

@@ -112,7 +112,119 @@ const OPERATIONS: &[OperationRules] = &[
         one_customer: true,
         errors: || vec![ApiError::not_found(), ApiError::CustomerDeleted],
     },
+    OperationRules {
+        id: "listWebhooks",
+        scope: Scope::WebhooksManage,
+        keyed: false,
+        conditional: false,
+        one_customer: false,
+        errors: list_errors,
+    },
+    OperationRules {
+        id: "createWebhook",
+        scope: Scope::WebhooksManage,
+        keyed: true,
+        conditional: false,
+        one_customer: true,
+        errors: || {
+            let mut errors = body_errors();
+            errors.push(webhook_not_found());
+            errors
+        },
+    },
+    OperationRules {
+        id: "getWebhook",
+        scope: Scope::WebhooksManage,
+        keyed: false,
+        conditional: false,
+        one_customer: true,
+        errors: || vec![webhook_not_found()],
+    },
+    OperationRules {
+        id: "updateWebhook",
+        scope: Scope::WebhooksManage,
+        keyed: true,
+        conditional: true,
+        one_customer: true,
+        errors: || {
+            let mut errors = body_errors();
+            errors.push(webhook_not_found());
+            errors
+        },
+    },
+    OperationRules {
+        id: "deleteWebhook",
+        scope: Scope::WebhooksManage,
+        keyed: true,
+        conditional: true,
+        one_customer: true,
+        errors: || vec![webhook_not_found()],
+    },
+    OperationRules {
+        id: "getWebhookSecret",
+        scope: Scope::WebhooksManage,
+        keyed: false,
+        conditional: false,
+        one_customer: false,
+        errors: || vec![webhook_not_found()],
+    },
+    OperationRules {
+        id: "rotateWebhookSecret",
+        scope: Scope::WebhooksManage,
+        keyed: true,
+        conditional: false,
+        one_customer: true,
+        errors: || {
+            let mut errors = settable_body_errors();
+            errors.push(webhook_not_found());
+            errors
+        },
+    },
+    OperationRules {
+        id: "recoverWebhook",
+        scope: Scope::WebhooksManage,
+        keyed: true,
+        conditional: false,
+        one_customer: false,
+        errors: || {
+            let mut errors = settable_body_errors();
+            errors.push(webhook_not_found());
+            errors
+        },
+    },
+    OperationRules {
+        id: "listWebhookDeliveries",
+        scope: Scope::WebhooksManage,
+        keyed: false,
+        conditional: false,
+        one_customer: false,
+        errors: || {
+            let mut errors = list_errors();
+            errors.push(webhook_not_found());
+            errors
+        },
+    },
+    OperationRules {
+        id: "retryWebhookDelivery",
+        scope: Scope::WebhooksManage,
+        keyed: true,
+        conditional: false,
+        one_customer: false,
+        errors: || vec![webhook_not_found()],
+    },
 ];
+
+fn webhook_not_found() -> ApiError {
+    ApiError::NotFound("no such webhook")
+}
+
+/// The errors of a route whose body has no read-only members (an action's parameters).
+fn settable_body_errors() -> Vec<ApiError> {
+    body_errors()
+        .into_iter()
+        .filter(|e| e.code() != crate::error::PARAMETER_NOT_UPDATABLE)
+        .collect()
+}
 
 /// The errors of a route that reads a JSON body.
 fn body_errors() -> Vec<ApiError> {
@@ -206,7 +318,7 @@ fn explain(code: &str) -> String {
         }
         "insufficient_scope" => "the token lacks the scope this operation needs".into(),
         "not_found" => {
-            "no such customer in your tenant (customers of other tenants look the same)".into()
+            "no such resource in your tenant (those of other tenants look the same)".into()
         }
         "customer_deleted" => "the customer is deleted".into(),
         "idempotency_request_in_progress" => {
@@ -355,7 +467,7 @@ impl Shared {
             if success && rules.one_customer {
                 headers.insert(
                     "ETag".into(),
-                    header(string_schema(), "Strong ETag of the customer's version"),
+                    header(string_schema(), "Strong ETag of the resource's version"),
                 );
             }
             let replayable = success || matches!(status, 404 | 409 | 412);

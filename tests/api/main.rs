@@ -34,3 +34,4 @@ mod security;
 mod tls;
 mod traces;
 mod validation;
+mod webhooks;

@@ -37,6 +37,16 @@ const BODY: &[(u16, &str)] = &[
     (415, "unsupported_media_type"),
 ];
 
+/// An action's JSON body (no read-only members).
+const ACTION_BODY: &[(u16, &str)] = &[
+    (400, "invalid_json"),
+    (400, "invalid_request"),
+    (400, "parameter_invalid"),
+    (400, "parameter_unknown"),
+    (413, "payload_too_large"),
+    (415, "unsupported_media_type"),
+];
+
 /// A write with If-Match (an unreadable header is `invalid_request`).
 const CONDITIONAL: &[(u16, &str)] = &[(400, "invalid_request"), (412, "precondition_failed")];
 
@@ -52,7 +62,7 @@ const LIST: &[(u16, &str)] = &[
 type Errors = &'static [(u16, &'static str)];
 
 fn expected() -> BTreeMap<(&'static str, &'static str), BTreeSet<(u16, &'static str)>> {
-    let routes: [(&str, &str, Vec<Errors>); 8] = [
+    let routes: [(&str, &str, Vec<Errors>); 18] = [
         ("/v1/customers", "post", vec![BODY, KEYED]),
         ("/v1/customers", "get", vec![LIST]),
         (
@@ -94,6 +104,48 @@ fn expected() -> BTreeMap<(&'static str, &'static str), BTreeSet<(u16, &'static 
             vec![LIST, &[(404, "not_found")]],
         ),
         ("/v1/events", "get", vec![LIST]),
+        ("/v1/webhooks", "get", vec![LIST]),
+        (
+            "/v1/webhooks",
+            "post",
+            vec![BODY, KEYED, &[(404, "not_found")]],
+        ),
+        ("/v1/webhooks/{id}", "get", vec![&[(404, "not_found")]]),
+        (
+            "/v1/webhooks/{id}",
+            "patch",
+            vec![BODY, KEYED, CONDITIONAL, &[(404, "not_found")]],
+        ),
+        (
+            "/v1/webhooks/{id}",
+            "delete",
+            vec![KEYED, CONDITIONAL, &[(404, "not_found")]],
+        ),
+        (
+            "/v1/webhooks/{id}/secret",
+            "get",
+            vec![&[(404, "not_found")]],
+        ),
+        (
+            "/v1/webhooks/{id}/rotate-secret",
+            "post",
+            vec![ACTION_BODY, KEYED, &[(404, "not_found")]],
+        ),
+        (
+            "/v1/webhooks/{id}/recover",
+            "post",
+            vec![ACTION_BODY, KEYED, &[(404, "not_found")]],
+        ),
+        (
+            "/v1/webhooks/{id}/deliveries",
+            "get",
+            vec![LIST, &[(404, "not_found")]],
+        ),
+        (
+            "/v1/webhooks/{id}/deliveries/{deliveryId}/retry",
+            "post",
+            vec![KEYED, &[(404, "not_found")]],
+        ),
     ];
     routes
         .into_iter()
@@ -191,7 +243,7 @@ async fn shared_headers_and_parameters_are_where_they_belong() {
                 );
                 assert_eq!(
                     headers.contains_key("Idempotent-Replayed"),
-                    keyed && ["200", "201", "404", "409", "412"].contains(&status.as_str()),
+                    keyed && ["200", "201", "202", "404", "409", "412"].contains(&status.as_str()),
                     "{method} {path} {status}: Idempotent-Replayed on replayable write answers"
                 );
             }

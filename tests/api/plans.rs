@@ -36,6 +36,12 @@ fn argument(kind: &str) -> (&'static str, &'static str) {
         "Bytea" => ("bytea", "'\\x00'"),
         "Jsonb" => ("jsonb", "'{}'"),
         "Timestamptz" => ("timestamptz", "now()"),
+        "Bool" => ("bool", "true"),
+        "Int4" => ("int4", "1"),
+        "TextArray" => ("text[]", "'{}'"),
+        "Int4Array" => ("int4[]", "'{}'"),
+        "Int8Array" => ("int8[]", "'{}'"),
+        "TimestamptzArray" => ("timestamptz[]", "'{}'"),
         other => panic!("no example value for a parameter of type {other}"),
     }
 }

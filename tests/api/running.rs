@@ -280,7 +280,8 @@ async fn a_directory_default_does_not_undo_the_profile() {
         config.join("production.toml"),
         "[auth]\nsigning_kid = \"prod\"\n\n[[auth.keys]]\nkid = \"prod\"\nalg = \"HS256\"\n\
          secret = \"a-production-secret-of-thirty-two-bytes\"\n\n\
-         [pagination]\ncursor_secret = \"a-production-cursor-secret-of-32-bytes\"\n",
+         [pagination]\ncursor_secret = \"a-production-cursor-secret-of-32-bytes\"\n\n\
+         [webhooks]\nsecrets_key = \"a-production-webhooks-key-of-32-bytes+\"\n",
     )
     .unwrap();
     let log_path = dir.path().join("service.log");

@@ -1,0 +1,107 @@
+//! The dispatcher: turns committed events into deliveries, a second consumer of the events
+//! beside the JetStream relay, with its own position (`webhook_dispatch`). A loop, woken after
+//! this instance's writes commit (`Webhooks::wake_dispatcher`) or every
+//! `webhooks.poll_interval` (other instances' writes, and events held back behind an older
+//! transaction). One instance dispatches at a time (`repo::outbox::begin_dispatch`); a crash
+//! before the commit leaves the position where it was, so the events are dispatched again, and
+//! no delivery is made twice (the deliveries and the position commit together).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::repo::outbox;
+use super::Webhooks;
+
+/// Events read per round.
+const BATCH: usize = 500;
+/// How often the pending and disabled gauges are read.
+const GAUGES_EVERY: Duration = Duration::from_secs(15);
+/// Counting pending deliveries stops here, so that a scrape stays cheap however large the
+/// backlog.
+const PENDING_COUNT_CAP: i64 = 1_000_000;
+
+pub async fn run(
+    pool: PgPool,
+    hooks: Arc<Webhooks>,
+    round_limit: Duration,
+    stop: CancellationToken,
+) {
+    let poll = hooks.settings.poll_interval;
+    let mut failures = 0u32;
+    let mut gauges_at = tokio::time::Instant::now();
+    loop {
+        let outcome = tokio::time::timeout(round_limit, round(&pool, &hooks)).await;
+        let full = match outcome {
+            Ok(Ok(events)) => {
+                failures = 0;
+                events == BATCH
+            }
+            Ok(Err(e)) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(error = %e, "webhook dispatch failed; retrying");
+                }
+                false
+            }
+            Err(_) => {
+                failures += 1;
+                tracing::warn!("webhook dispatch took too long; retrying");
+                false
+            }
+        };
+        if gauges_at.elapsed() >= GAUGES_EVERY {
+            gauges_at = tokio::time::Instant::now();
+            if let Ok(Ok((pending, disabled))) =
+                tokio::time::timeout(round_limit, outbox::gauges(&pool, PENDING_COUNT_CAP)).await
+            {
+                crate::metrics::webhook_gauges(pending, disabled);
+            }
+        }
+        if full {
+            continue;
+        }
+        let wait = poll
+            .saturating_mul(1 << failures.min(4))
+            .min(Duration::from_secs(5));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = hooks.dispatch_wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One round: the next events after the position, a delivery for each webhook that takes one,
+/// the position moved past them. Returns how many events it read.
+async fn round(pool: &PgPool, hooks: &Webhooks) -> Result<usize, sqlx::Error> {
+    let Some(mut tx) = outbox::begin_dispatch(pool).await? else {
+        return Ok(0);
+    };
+    let matched = outbox::next_events(&mut tx, BATCH as i64).await?;
+    if matched.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let mut events = 0;
+    let mut last = None;
+    for m in &matched {
+        if last != Some((m.feed_xid, m.seq)) {
+            events += 1;
+            last = Some((m.feed_xid, m.seq));
+        }
+    }
+    let ids: Vec<String> = matched
+        .iter()
+        .filter(|m| m.webhook_id.is_some())
+        .map(|_| format!("dlv_{}", ulid::Ulid::new()))
+        .collect();
+    outbox::dispatch(&mut tx, &matched, &ids).await?;
+    tx.commit().await?;
+    if !ids.is_empty() {
+        hooks.wake_senders();
+    }
+    Ok(events)
+}

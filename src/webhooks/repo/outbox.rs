@@ -1,0 +1,378 @@
+//! The SQL of the dispatcher and the senders, across tenants: their transactions set
+//! `app.webhooks = on` (migration 9) and bind no tenant.
+//!
+//! - The dispatcher turns committed events into deliveries: one instance at a time (an
+//!   advisory lock), from its own position in the feed (`webhook_dispatch`), behind the feed's
+//!   visibility gate (`feed_xid` below `pg_snapshot_xmin`, as `events::repo::feed` and the
+//!   relay), so it never steps past an event that could still commit before its position.
+//! - A sender claims due deliveries (`FOR UPDATE SKIP LOCKED`) and leases them by pushing
+//!   `next_attempt_at` to the end of the lease: no other claim takes them meanwhile, and an
+//!   instance killed mid-attempt leaves them due again when the lease ends.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+/// The dispatcher's advisory lock ("cust_whk"): one dispatcher per database.
+const DISPATCHER_LOCK: i64 = 0x6375_7374_5F77_686B;
+
+/// A transaction that reads and writes every tenant's webhooks (and reads their events).
+async fn begin_all(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = crate::db::begin(pool).await?;
+    sqlx::query!("SELECT set_config('app.webhooks', 'on', true)")
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// Begins a dispatch round, or `None` when another instance is dispatching. As the relay's
+/// round: without bitmap scans and sorts the planner walks the relay's index in feed order from
+/// the position and stops at the batch size.
+pub async fn begin_dispatch(
+    pool: &PgPool,
+) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
+    let mut tx = begin_all(pool).await?;
+    let locked = sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_xact_lock($1) AND set_config('enable_bitmapscan', 'off', true)
+                  IS NOT NULL AND set_config('enable_sort', 'off', true) IS NOT NULL
+                  AS "locked!""#,
+        DISPATCHER_LOCK
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if locked {
+        Ok(Some(tx))
+    } else {
+        tx.rollback().await?;
+        Ok(None)
+    }
+}
+
+/// One event of a dispatch batch, with one webhook that takes it (`None`: no webhook does).
+pub struct Matched {
+    pub feed_xid: i64,
+    pub seq: i64,
+    pub org_id: String,
+    pub mode: String,
+    pub event_id: String,
+    pub kind: String,
+    pub customer_id: String,
+    pub version: i64,
+    pub recorded_at: DateTime<Utc>,
+    pub webhook_id: Option<String>,
+}
+
+/// The next visible events after the dispatcher's position (at most `limit`), each joined with
+/// the enabled webhooks of its tenant whose filter takes it and that existed when it was
+/// recorded.
+pub async fn next_events(conn: &mut PgConnection, limit: i64) -> Result<Vec<Matched>, sqlx::Error> {
+    sqlx::query_as!(
+        Matched,
+        r#"WITH r AS MATERIALIZED (
+                SELECT feed_xid, seq, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS gate
+                  FROM webhook_dispatch WHERE id = 1),
+           e AS MATERIALIZED (
+                SELECT e.feed_xid, e.seq, e.org_id, e.mode, e.id, e.type, e.customer_id,
+                       e.version, e.recorded_at
+                  FROM customer_events e
+                 WHERE (e.feed_xid, e.seq) > ((SELECT feed_xid FROM r), (SELECT seq FROM r))
+                   AND e.feed_xid < (SELECT gate FROM r)
+                   AND e.occurred_at IS NOT NULL -- customer_events_relay is partial on it
+                 ORDER BY e.feed_xid, e.seq
+                 LIMIT $1)
+           SELECT e.feed_xid AS "feed_xid!", e.seq AS "seq!", e.org_id AS "org_id!",
+                  e.mode AS "mode!", e.id AS "event_id!", e.type AS "kind!",
+                  e.customer_id AS "customer_id!", e.version AS "version!",
+                  e.recorded_at AS "recorded_at!", w.id AS "webhook_id?"
+             FROM e
+             LEFT JOIN webhooks w
+               ON w.org_id = e.org_id AND w.mode = e.mode AND w.enabled
+              AND w.created_at <= e.recorded_at
+              AND (cardinality(w.events) = 0 OR e.type = ANY(w.events))
+            ORDER BY e.feed_xid, e.seq"#,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// New deliveries, due now, one per (event, webhook) of `matched` that has a webhook, with the
+/// ids given; then the position moves past the last event. The round's only writes.
+pub async fn dispatch(
+    conn: &mut PgConnection,
+    matched: &[Matched],
+    ids: &[String],
+) -> Result<(), sqlx::Error> {
+    let with_webhook: Vec<&Matched> = matched.iter().filter(|m| m.webhook_id.is_some()).collect();
+    let column = |f: fn(&Matched) -> String| with_webhook.iter().map(|m| f(m)).collect::<Vec<_>>();
+    let orgs = column(|m| m.org_id.clone());
+    let modes = column(|m| m.mode.clone());
+    let webhooks = column(|m| m.webhook_id.clone().unwrap_or_default());
+    let events = column(|m| m.event_id.clone());
+    let kinds = column(|m| m.kind.clone());
+    let customers = column(|m| m.customer_id.clone());
+    let versions: Vec<i64> = with_webhook.iter().map(|m| m.version).collect();
+    let recorded: Vec<DateTime<Utc>> = with_webhook.iter().map(|m| m.recorded_at).collect();
+    if !with_webhook.is_empty() {
+        sqlx::query!(
+            r#"INSERT INTO webhook_deliveries (org_id, mode, id, webhook_id, event_id, event_type,
+                                              customer_id, event_version, next_attempt_at,
+                                              event_recorded_at)
+               SELECT n.org_id, n.mode, n.id, n.webhook_id, n.event_id, n.kind, n.customer_id,
+                      n.version, now(), n.recorded_at
+                 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[], $7::text[], $8::bigint[], $9::timestamptz[])
+                      AS n(org_id, mode, id, webhook_id, event_id, kind, customer_id, version,
+                           recorded_at)"#,
+            &orgs,
+            &modes,
+            ids,
+            &webhooks,
+            &events,
+            &kinds,
+            &customers,
+            &versions,
+            &recorded
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(last) = matched.last() {
+        sqlx::query!(
+            "UPDATE webhook_dispatch SET feed_xid = $1, seq = $2, updated_at = now() WHERE id = 1",
+            last.feed_xid,
+            last.seq
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// A delivery claimed for one attempt, with what the attempt needs.
+pub struct Claimed {
+    pub org_id: String,
+    pub mode: String,
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    /// Attempts made before this one.
+    pub attempts: i32,
+    /// This claim's number: its outcome is recorded only while no later claim took it.
+    pub claims: i32,
+    pub url: String,
+    pub failing_since: Option<DateTime<Utc>>,
+    /// The event's body as stored (the feed's bytes); `None`: the event is no longer kept.
+    pub body: Option<String>,
+    /// The secrets that sign it now, sealed, newest first (read with the claim: no round trip
+    /// of its own per attempt).
+    pub secrets: Vec<Vec<u8>>,
+    /// Seconds from the event's commit to now (database clock), for the first attempt's metric.
+    pub since_recorded: f64,
+}
+
+/// Claims up to `limit` due deliveries, soonest first: none of a webhook in `full`, at most
+/// `per_webhook` of any one webhook (`free` of those in `partly`). Leased for `lease_secs`.
+pub async fn claim(
+    pool: &PgPool,
+    limit: i64,
+    per_webhook: i64,
+    full: &[String],
+    partly: (&[String], &[i32]),
+    lease_secs: f64,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let mut tx = begin_all(pool).await?;
+    let claimed = sqlx::query_as!(
+        Claimed,
+        r#"WITH due AS (
+                SELECT d.org_id, d.mode, d.id, d.webhook_id, d.next_attempt_at
+                  FROM webhook_deliveries d
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+                   AND NOT (d.webhook_id = ANY($2))
+                 ORDER BY d.next_attempt_at
+                 LIMIT $1::bigint * 4
+                   FOR UPDATE SKIP LOCKED),
+           ranked AS (
+                SELECT due.*, row_number() OVER (PARTITION BY due.webhook_id
+                                                 ORDER BY due.next_attempt_at) AS rn
+                  FROM due),
+           chosen AS (
+                SELECT r.org_id, r.mode, r.id
+                  FROM ranked r
+                  LEFT JOIN unnest($3::text[], $4::int[]) AS f(webhook_id, free)
+                    ON f.webhook_id = r.webhook_id
+                 WHERE r.rn <= COALESCE(f.free, $5::bigint)
+                 ORDER BY r.next_attempt_at
+                 LIMIT $1::bigint)
+           UPDATE webhook_deliveries d
+              SET next_attempt_at = now() + make_interval(secs => $6),
+                  leased_until = now() + make_interval(secs => $6),
+                  claims = d.claims + 1
+             FROM chosen c, webhooks w
+            WHERE d.org_id = c.org_id AND d.mode = c.mode AND d.id = c.id
+              AND w.org_id = d.org_id AND w.mode = d.mode AND w.id = d.webhook_id
+        RETURNING d.org_id, d.mode, d.id, d.webhook_id, d.event_id, d.attempts, d.claims,
+                  w.url, w.failing_since,
+                  (SELECT e.body::text FROM customer_events e
+                    WHERE e.org_id = d.org_id AND e.mode = d.mode
+                      AND e.customer_id = d.customer_id AND e.version = d.event_version)
+                      AS body,
+                  ARRAY(SELECT s.sealed FROM webhook_secrets s
+                         WHERE s.org_id = d.org_id AND s.mode = d.mode
+                           AND s.webhook_id = d.webhook_id
+                           AND (s.expires_at IS NULL OR s.expires_at > now())
+                         ORDER BY s.n DESC) AS "secrets!",
+                  EXTRACT(EPOCH FROM clock_timestamp() - d.event_recorded_at)::float8
+                      AS "since_recorded!""#,
+        limit,
+        full,
+        partly.0,
+        partly.1,
+        per_webhook,
+        lease_secs
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// What an attempt came to.
+pub struct Outcome<'a> {
+    pub at: DateTime<Utc>,
+    pub status_code: Option<i32>,
+    pub duration_ms: i32,
+    pub error: Option<&'a str>,
+    pub response_body: Option<&'a str>,
+    /// succeeded, failed or pending (another attempt after `retry_in_secs`).
+    pub status: &'static str,
+    pub retry_in_secs: Option<f64>,
+    /// A success stops the webhook's failing clock; a failure starts it if stopped.
+    pub succeeded: bool,
+    /// Disable the webhook for this reason (gone, failing).
+    pub disable: Option<&'static str>,
+}
+
+/// Records an attempt and moves its delivery on, if the claim still holds it; updates the
+/// webhook (its failing clock, or disables it and ends its pending deliveries). One
+/// transaction. `false`: the claim was lost (its lease ended and another took it).
+pub async fn record(pool: &PgPool, c: &Claimed, o: &Outcome<'_>) -> Result<bool, sqlx::Error> {
+    let mut tx = begin_all(pool).await?;
+    let recorded = sqlx::query_scalar!(
+        r#"WITH d AS (
+               UPDATE webhook_deliveries
+                  SET attempts = attempts + 1, status = $5, leased_until = NULL,
+                      next_attempt_at = CASE WHEN $5 = 'pending'
+                                             THEN now() + make_interval(secs => $6) END
+                WHERE org_id = $1 AND mode = $2 AND id = $3 AND claims = $4
+               RETURNING org_id, mode, id, attempts)
+           INSERT INTO webhook_attempts (org_id, mode, delivery_id, n, at, status_code,
+                                         duration_ms, error, response_body)
+           SELECT d.org_id, d.mode, d.id, d.attempts, $7, $8, $9, $10, $11 FROM d
+           RETURNING 1 AS "recorded!""#,
+        c.org_id,
+        c.mode,
+        c.id,
+        c.claims,
+        o.status,
+        o.retry_in_secs.unwrap_or(0.0),
+        o.at,
+        o.status_code,
+        o.duration_ms,
+        o.error,
+        o.response_body
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .is_some();
+    if let Some(reason) = o.disable {
+        let disabled = sqlx::query!(
+            r#"UPDATE webhooks
+                  SET enabled = false, disabled_reason = $4, version = version + 1,
+                      updated_at = now()
+                WHERE org_id = $1 AND mode = $2 AND id = $3 AND enabled"#,
+            c.org_id,
+            c.mode,
+            c.webhook_id,
+            reason
+        )
+        .execute(&mut *tx)
+        .await?;
+        if disabled.rows_affected() > 0 {
+            sqlx::query!(
+                r#"UPDATE webhook_deliveries
+                      SET status = 'failed', next_attempt_at = NULL
+                    WHERE org_id = $1 AND mode = $2 AND webhook_id = $3 AND status = 'pending'
+                      AND (leased_until IS NULL OR leased_until <= now())"#,
+                c.org_id,
+                c.mode,
+                c.webhook_id
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+    } else {
+        // Only a change of the clock writes the webhook's row: a healthy webhook's row is not
+        // rewritten by every delivery.
+        sqlx::query!(
+            r#"UPDATE webhooks
+                  SET failing_since = CASE WHEN $4 THEN NULL ELSE now() END
+                WHERE org_id = $1 AND mode = $2 AND id = $3
+                  AND (failing_since IS NULL) = NOT $4"#,
+            c.org_id,
+            c.mode,
+            c.webhook_id,
+            o.succeeded
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+/// Deliveries pending across tenants (counted up to `cap`), and webhooks disabled, for
+/// `/metrics`.
+pub async fn gauges(pool: &PgPool, cap: i64) -> Result<(i64, i64), sqlx::Error> {
+    let mut tx = begin_all(pool).await?;
+    let row = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries
+                                          WHERE status = 'pending'
+                                            AND next_attempt_at IS NOT NULL LIMIT $1) p)
+                      AS "pending!",
+                  (SELECT count(*) FROM webhooks WHERE NOT enabled) AS "disabled!""#,
+        cap
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((row.pending, row.disabled))
+}
+
+/// Deletes up to `batch` ended deliveries (with their attempts) created before `retention`,
+/// oldest first. Returns how many.
+pub async fn delete_old_deliveries(
+    pool: &PgPool,
+    retention_secs: f64,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = begin_all(pool).await?;
+    let done = sqlx::query!(
+        r#"WITH old AS (
+               SELECT org_id, mode, id
+                 FROM webhook_deliveries
+                WHERE status <> 'pending'
+                  AND created_at < now() - make_interval(secs => $1)
+                ORDER BY created_at
+                LIMIT $2
+                  FOR UPDATE SKIP LOCKED)
+           DELETE FROM webhook_deliveries d
+            USING old
+            WHERE d.org_id = old.org_id AND d.mode = old.mode AND d.id = old.id"#,
+        retention_secs,
+        batch
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,327 @@
+//! The senders: claim due deliveries and attempt them, each attempt a task of its own.
+//!
+//! In flight at once, per instance: at most `webhooks.max_in_flight` attempts, and at most
+//! `webhooks.max_in_flight_per_webhook` of one webhook. A claim asks only for as many as there
+//! are free slots, leaves out webhooks whose slots are all taken and takes no more of a webhook
+//! than its free slots, so a claimed delivery never waits here: a slow endpoint holds its own
+//! few slots and never delays another's deliveries.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use rand::Rng;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::destination::{self, GuardedResolver};
+use super::repo::outbox::{self, Claimed, Outcome};
+use super::Webhooks;
+use crate::tenant::{Mode, Tenant};
+
+/// The part of a response body kept in the attempt log.
+const RESPONSE_BODY_KEPT: usize = 4096;
+/// The longest `Retry-After` honoured.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+/// The longest wait between claims while the database fails (they back off from
+/// `poll_interval`).
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a stop waits for attempts in flight; one cut off is attempted again when its lease
+/// ends (at least once).
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// The HTTP client of every attempt: no redirects followed, no proxy (it would connect where
+/// our resolver did not decide), and our resolver, which drops refused addresses.
+pub fn client(hooks: &Webhooks) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_private_networks: hooks.settings.allow_private_networks,
+        }))
+        .timeout(hooks.settings.timeout)
+        .user_agent(concat!("customers-api/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the webhook HTTP client builds")
+}
+
+/// Attempts in flight on this instance, per webhook.
+#[derive(Default)]
+struct InFlight {
+    per_webhook: Mutex<HashMap<String, usize>>,
+}
+
+impl InFlight {
+    fn add(&self, webhook: &str) {
+        *self.lock().entry(webhook.to_owned()).or_default() += 1;
+    }
+
+    fn remove(&self, webhook: &str) {
+        let mut map = self.lock();
+        if let Some(n) = map.get_mut(webhook) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(webhook);
+            }
+        }
+    }
+
+    /// Webhooks with no free slot, and those with some taken (with how many are free).
+    fn busy(&self, max: usize) -> (Vec<String>, Vec<String>, Vec<i32>) {
+        let (mut full, mut partly, mut free) = (Vec::new(), Vec::new(), Vec::new());
+        for (webhook, &n) in self.lock().iter() {
+            if n >= max {
+                full.push(webhook.clone());
+            } else {
+                partly.push(webhook.clone());
+                free.push((max - n) as i32);
+            }
+        }
+        (full, partly, free)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.per_webhook.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Claims and attempts due deliveries until `stop`. A claim's lease is the attempt's timeout
+/// plus `record_limit`, the bound on the statements that record its outcome.
+pub async fn run(
+    pool: PgPool,
+    hooks: Arc<Webhooks>,
+    record_limit: Duration,
+    stop: CancellationToken,
+) {
+    let client = client(&hooks);
+    let settings = &hooks.settings;
+    let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight));
+    let in_flight = Arc::new(InFlight::default());
+    let lease = (settings.timeout + record_limit).as_secs_f64();
+    let mut failures = 0u32;
+    loop {
+        let free = slots.available_permits();
+        let mut more = false;
+        if free > 0 {
+            let (full, partly, partly_free) = in_flight.busy(settings.max_in_flight_per_webhook);
+            let per_webhook = settings.max_in_flight_per_webhook as i64;
+            match outbox::claim(
+                &pool,
+                free as i64,
+                per_webhook,
+                &full,
+                (&partly, &partly_free),
+                lease,
+            )
+            .await
+            {
+                Ok(claimed) => {
+                    failures = 0;
+                    more = claimed.len() == free;
+                    for c in claimed {
+                        let Ok(slot) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        in_flight.add(&c.webhook_id);
+                        let (pool, hooks, client) = (pool.clone(), hooks.clone(), client.clone());
+                        let in_flight = in_flight.clone();
+                        tokio::spawn(async move {
+                            attempt(&pool, &hooks, &client, &c).await;
+                            in_flight.remove(&c.webhook_id);
+                            drop(slot);
+                            // A slot is free: deliveries of a webhook that was full may wait.
+                            hooks.wake_senders();
+                        });
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 {
+                        tracing::warn!(error = %e, "claiming webhook deliveries failed; retrying");
+                    }
+                }
+            }
+        }
+        if more {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = hooks.send_wake.notified() => {}
+            _ = tokio::time::sleep(
+                settings.poll_interval.saturating_mul(1 << failures.min(5)).min(MAX_BACKOFF)
+            ) => {}
+        }
+    }
+    // Attempts in flight end within their timeout; their leases cover a stop that cuts them.
+    let _ = tokio::time::timeout(
+        settings.timeout.min(STOP_WAIT),
+        slots.acquire_many(settings.max_in_flight as u32),
+    )
+    .await;
+}
+
+/// What came back from an endpoint.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: String,
+}
+
+/// One attempt of a claimed delivery, and its record.
+async fn attempt(pool: &PgPool, hooks: &Webhooks, client: &reqwest::Client, c: &Claimed) {
+    if c.attempts == 0 {
+        crate::metrics::webhook_first_attempt(c.since_recorded);
+    }
+    let at = Utc::now();
+    let started = Instant::now();
+    let answer = send(hooks, client, c).await;
+    let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let settings = &hooks.settings;
+    let (kind, succeeded, gone) = match &answer {
+        Ok(a) if a.status.is_success() => ("succeeded", true, false),
+        Ok(a) if a.status == StatusCode::GONE => ("gone", false, true),
+        Ok(_) => ("failed", false, false),
+        Err(_) => ("error", false, false),
+    };
+    crate::metrics::webhook_attempt(kind);
+    let step = settings.retry_schedule.get(c.attempts as usize).copied();
+    let (status, retry_in) = match (succeeded, gone, step) {
+        (true, ..) => ("succeeded", None),
+        (false, true, _) | (false, false, None) => ("failed", None),
+        (false, false, Some(step)) => {
+            let mut wait = jitter(step);
+            if let Ok(Answer {
+                retry_after: Some(asked),
+                ..
+            }) = &answer
+            {
+                wait = wait.max(*asked);
+            }
+            ("pending", Some(wait.as_secs_f64()))
+        }
+    };
+    let failing_too_long = !succeeded
+        && c.failing_since.is_some_and(|since| {
+            (at - since).to_std().unwrap_or_default() >= settings.disable_after
+        });
+    let disable = if gone {
+        Some("gone")
+    } else if failing_too_long {
+        Some("failing")
+    } else {
+        None
+    };
+    let outcome = Outcome {
+        at,
+        status_code: answer.as_ref().ok().map(|a| i32::from(a.status.as_u16())),
+        duration_ms,
+        error: answer.as_ref().err().map(String::as_str),
+        response_body: answer.as_ref().ok().map(|a| a.body.as_str()),
+        status,
+        retry_in_secs: retry_in,
+        succeeded,
+        disable,
+    };
+    match outbox::record(pool, c, &outcome).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(delivery = %c.id, "a webhook attempt's lease ended before its outcome was recorded")
+        }
+        // Unrecorded: the lease ends and the delivery is attempted again (at least once).
+        Err(e) => {
+            tracing::warn!(delivery = %c.id, error = %e, "recording a webhook attempt failed")
+        }
+    }
+}
+
+/// `step` ±20 %.
+fn jitter(step: Duration) -> Duration {
+    step.mul_f64(rand::thread_rng().gen_range(0.8..=1.2))
+}
+
+/// Sends the delivery: the event's stored body byte for byte, signed with every secret that
+/// signs now (newest first). `Err`: why no answer came (nothing was sent when the destination
+/// was refused).
+async fn send(hooks: &Webhooks, client: &reqwest::Client, c: &Claimed) -> Result<Answer, String> {
+    let body = c.body.as_deref().ok_or("the event is no longer kept")?;
+    // Literal addresses (never resolved) and the scheme, checked again: the settings may have
+    // changed since the URL was accepted.
+    let url = destination::check_url(&c.url, hooks.allowance())
+        .map_err(|why| format!("destination refused: the url {why}"))?;
+    let tenant = Tenant {
+        org: c.org_id.clone(),
+        mode: if c.mode == "live" {
+            Mode::Live
+        } else {
+            Mode::Test
+        },
+    };
+    let timestamp = Utc::now().timestamp();
+    let signatures: Vec<String> = c
+        .secrets
+        .iter()
+        .filter_map(|s| hooks.secrets.open(&tenant, &c.webhook_id, s))
+        .map(|secret| secret.sign(&c.event_id, timestamp, body.as_bytes()))
+        .collect();
+    if signatures.is_empty() {
+        return Err("no secret opens with webhooks.secrets_key; rotate the secret".into());
+    }
+    let response = client
+        .post(url)
+        .header(CONTENT_TYPE, "application/json")
+        .header("webhook-id", &c.event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signatures.join(" "))
+        .body(body.to_owned())
+        .send()
+        .await
+        .map_err(describe)?;
+    let status = response.status();
+    let retry_after = matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    )
+    .then(|| response.headers().get(RETRY_AFTER))
+    .flatten()
+    .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+    .map(|secs| Duration::from_secs(secs).min(RETRY_AFTER_MAX));
+    let body = read_start(response).await;
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+/// The first 4 KiB of a response body (what arrived of it within the timeout).
+async fn read_start(mut response: reqwest::Response) -> String {
+    let mut kept = Vec::new();
+    while kept.len() < RESPONSE_BODY_KEPT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    kept.truncate(RESPONSE_BODY_KEPT);
+    String::from_utf8_lossy(&kept).into_owned()
+}
+
+/// The error and its causes (a refused destination is a cause of a connect error).
+fn describe(e: reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

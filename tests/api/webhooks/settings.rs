@@ -1,0 +1,33 @@
+//! The webhook settings the production profile refuses, as the development signing key.
+
+use customers_api::configuration::Profile;
+
+use crate::support::*;
+
+#[test]
+fn the_production_profile_refuses_the_development_webhook_settings() {
+    let mut settings = test_settings();
+    settings.profile = Profile::Production;
+    settings.auth.keys[0].secret = secret("a production signing key, thirty-two bytes or more");
+    settings.pagination.cursor_secret = secret("a production cursor secret, thirty-two bytes+");
+    let refused = settings.validate().unwrap_err();
+    assert_eq!(refused.setting, "webhooks.secrets_key");
+    settings.webhooks.secrets_key = secret("a production webhooks key, thirty-two bytes or more");
+    settings
+        .validate()
+        .expect("production-worthy settings pass");
+    for allow in [
+        |s: &mut customers_api::configuration::Settings| s.webhooks.allow_http = true,
+        |s: &mut customers_api::configuration::Settings| s.webhooks.allow_private_networks = true,
+    ] {
+        let mut settings = settings.clone();
+        allow(&mut settings);
+        let refused = settings.validate().unwrap_err();
+        assert!(refused.setting.contains("webhooks.allow_"), "{refused}");
+    }
+    // The development profile takes them (the tests run so).
+    settings.profile = Profile::Development;
+    settings.webhooks.allow_http = true;
+    settings.webhooks.allow_private_networks = true;
+    settings.validate().unwrap();
+}
