@@ -271,6 +271,7 @@ pub struct EventsSettings {
 
 /// Webhook deliveries (docs/webhooks.md).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebhooksSettings {
     /// Encrypts the webhooks' signing secrets at rest (its SHA-256 is the AEAD key).
     pub secrets_key: Secret,
