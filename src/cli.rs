@@ -36,7 +36,8 @@ pub enum Command {
         /// customers go to customers.test.<org>.>, of live ones to customers.live.<org>.>).
         #[arg(long, default_value = "test", value_parser = parse_mode)]
         mode: Mode,
-        /// Space-separated scopes: customers:read, customers:write, customers:admin.
+        /// Space-separated scopes: customers:read, customers:write, customers:admin (each implies
+        /// the ones before it), and webhooks:manage (separate from the customer scopes).
         #[arg(long, default_value = "customers:read customers:write")]
         scope: String,
         /// Lifetime, e.g. 15m, 1h, 7d.
