@@ -33,7 +33,10 @@ if [ -f "$dir/watchdog.pid" ] && [ "$(cut -d' ' -f2 "$dir/watchdog.pid")" = "$pm
    && kill -0 "$(cut -d' ' -f1 "$dir/watchdog.pid")" 2>/dev/null; then exit 0; fi
 echo "$me" > "$dir/watchdog.pid"
 name() { if [ -r "/proc/$1/comm" ]; then cat "/proc/$1/comm"; else ps -p "$1" -o comm= 2>/dev/null; fi; }
-alive() { case "$(name "$pm")" in *postgres*|*postmaster*) return 0;; *) return 1;; esac; }
+# A server that exited but was not reaped yet (a container whose first process reaps nothing)
+# is a zombie that still bears the name: dead.
+state() { if [ -r "/proc/$1/stat" ]; then sed 's/.*) //' "/proc/$1/stat" | cut -c1; else ps -p "$1" -o stat= 2>/dev/null | cut -c1; fi; }
+alive() { [ "$(state "$pm")" != Z ] || return 1; case "$(name "$pm")" in *postgres*|*postmaster*) return 0;; *) return 1;; esac; }
 while alive; do
   why=
   if [ "$owned" = 1 ] && ! kill -0 "$(cat "$dir/owner.pid" 2>/dev/null)" 2>/dev/null; then
