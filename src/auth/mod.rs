@@ -189,6 +189,8 @@ fn caller(req: &HttpRequest, claims: &Claims) -> Result<Caller, ApiError> {
         mode: claims.mode,
     };
     req.extensions_mut().insert(tenant.clone());
+    // The request's share of the pool is bounded per tenant (crate::tenant_limit).
+    crate::db::deadline::serving(&tenant);
     if let Some(limits) = &gate.limits {
         // The allowance is put on the request for the middleware to write the headers.
         let allowance = limits.check(&tenant);

@@ -25,14 +25,12 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderValue, AUTHORIZATION};
 use actix_web::middleware::Next;
 use actix_web::ResponseError;
 use sqlx::pool::PoolConnectionMetadata;
 use sqlx::PgPool;
 
 use super::hosts::PROBE_TIMEOUT;
-use crate::auth::Claims;
 use crate::configuration::DatabaseSettings;
 use crate::error::ApiError;
 use crate::tenant::Tenant;
@@ -59,11 +57,9 @@ impl Deadline {
 /// One request's part: when its clock started, its tenant's slot, the connections it took.
 struct InFlight {
     started: Cell<Option<Instant>>,
-    /// The request's Authorization header. The request itself cannot be kept here (a clone of
-    /// it held while actix routes the request makes routing panic), so the tenant is read from
-    /// the token when the request first asks for a connection: by then the token was verified
-    /// (every route that reaches the database authenticates its caller first).
-    authorization: Option<HeaderValue>,
+    /// The request's tenant, told by authentication once the token is verified
+    /// ([`serving`]): every route that reaches the database authenticates its caller first.
+    tenant: RefCell<Option<Tenant>>,
     limits: Arc<TenantLimits>,
     slot: RefCell<Option<Slot>>,
     /// Set when its tenant's queue refused it: the answer is then 429, not 503.
@@ -99,7 +95,7 @@ pub(super) async fn start(until: tokio::time::Instant) -> Result<(), sqlx::Error
             return None;
         }
         // Not a tenant's request (none reaches here today): nothing to bound.
-        let tenant = tenant_of(in_flight.authorization.as_ref()?)?;
+        let tenant = in_flight.tenant.borrow().clone()?;
         Some((tenant, in_flight.limits.clone()))
     });
     let Ok(Some((tenant, limits))) = wanted else {
@@ -119,22 +115,10 @@ pub(super) async fn start(until: tokio::time::Instant) -> Result<(), sqlx::Error
     }
 }
 
-/// The tenant a bearer token names, read without checking it (see [`InFlight`]).
-fn tenant_of(authorization: &HeaderValue) -> Option<Tenant> {
-    use base64::Engine;
-    let (scheme, token) = authorization.to_str().ok()?.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let payload = token.trim().split('.').nth(1)?;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: Claims = serde_json::from_slice(&json).ok()?;
-    Some(Tenant {
-        org: claims.org,
-        mode: claims.mode,
-    })
+/// Tells the current request's bound which tenant it serves (called by authentication, in the
+/// request's task, once the caller's token is verified); outside a request it does nothing.
+pub fn serving(tenant: &Tenant) {
+    let _ = IN_FLIGHT.try_with(|in_flight| *in_flight.tenant.borrow_mut() = Some(tenant.clone()));
 }
 
 /// Notes a connection handed to the current request (the pool's `before_acquire` and
@@ -186,7 +170,7 @@ pub async fn limit<B: MessageBody + 'static>(
     let bound = deadline.bound;
     let in_flight = Rc::new(InFlight {
         started: Cell::new(None),
-        authorization: req.headers().get(AUTHORIZATION).cloned(),
+        tenant: RefCell::new(None),
         limits: deadline.limits.clone(),
         slot: RefCell::new(None),
         refused: Cell::new(false),
