@@ -32,11 +32,10 @@ pub async fn customer_as_of(
             "the customer did not exist at that instant",
         ));
     }
-    let around = repo::around(conn, tenant, id, at).await?;
-    if let Some(event) = around.at_or_before {
+    if let Some(event) = repo::at_or_before(&mut *conn, tenant, id, at).await? {
         return object_of(&event);
     }
-    let known_from = match around.first {
+    let known_from = match repo::first(&mut *conn, tenant, id).await? {
         // No event at all: nothing changed since the history began; the customer as it is.
         None if current.updated_at <= at => return Ok((current.to_json(), current.version)),
         None => current.updated_at,
