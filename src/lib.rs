@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod configuration;
 pub mod customers;
 pub mod db;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod idempotency;
+pub mod ids;
 pub mod json_body;
 pub mod limits;
 pub mod metrics;

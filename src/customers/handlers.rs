@@ -11,7 +11,8 @@ use utoipa::IntoParams;
 
 use serde_json::{Map, Value};
 
-use super::domain::{CustomerId, IfMatch};
+use super::as_of;
+use super::domain::IfMatch;
 use super::input;
 use super::list::{ListParams, ListPosition, ListQuery};
 use super::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, ListedCustomer};
@@ -19,8 +20,9 @@ use super::repo::{self, FindClaiming};
 use super::service::{self, Done, Target};
 use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
-use crate::events::{self, Origin};
+use crate::events::Origin;
 use crate::idempotency::{Begun, KeyedRequest, Write};
+use crate::ids::CustomerId;
 use crate::json_body::JsonBody;
 use crate::state::AppState;
 use crate::tenant::Tenant;
@@ -97,7 +99,7 @@ pub async fn retrieve(
             state.recent.remember(tenant, &customer);
             (customer.to_json(), customer.version)
         }
-        Some(at) => events::as_of::customer_as_of(&mut conn, tenant, &id, &customer, at).await?,
+        Some(at) => as_of::customer_as_of(&mut conn, tenant, &id, &customer, at).await?,
     };
     Ok(HttpResponse::Ok()
         .content_type("application/json")
