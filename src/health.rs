@@ -44,7 +44,7 @@ async fn readyz(
     if gate.keys.is_ready() && crate::db::is_ready(&state.pool).await {
         let mut events = serde_json::json!({"publishing": state.publishing.get().as_str()});
         if state.publishing.is_enabled() {
-            if let Ok(n) = crate::events::relay::figures::undeliverable(&state.pool).await {
+            if let Ok(n) = crate::consumers::relay::figures::undeliverable(&state.pool).await {
                 events["undeliverable"] = n.into();
             }
         }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod configuration;
+pub mod consumers;
 pub mod customers;
 pub mod db;
 pub mod error;

@@ -135,8 +135,9 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let relay_wake = Arc::new(Notify::new());
-        let publishing =
-            events::relay::PublishingStatus::new(!settings.events.nats_url.expose().is_empty());
+        let publishing = crate::consumers::relay::PublishingStatus::new(
+            !settings.events.nats_url.expose().is_empty(),
+        );
         let webhooks = Arc::new(crate::webhooks::Webhooks::new(settings.webhooks.clone()));
         let state = web::Data::new(AppState {
             pool: pool.clone(),
@@ -218,10 +219,10 @@ impl Application {
                 stop_background.clone(),
             ));
         }
-        let relay = tokio::spawn(events::relay::run(
+        let relay = tokio::spawn(crate::consumers::relay::run(
             pool.clone(),
             settings.events.clone(),
-            events::relay::round_limit(&settings.database, &settings.events),
+            crate::consumers::relay::round_limit(&settings.database, &settings.events),
             relay_wake,
             publishing,
             stop_background.clone(),

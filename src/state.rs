@@ -6,8 +6,8 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::configuration::{EventsSettings, IdempotencySettings};
+use crate::consumers::relay::PublishingStatus;
 use crate::customers::recent::Recent;
-use crate::events::relay::PublishingStatus;
 use crate::pagination::Cursors;
 
 pub struct AppState {

@@ -3,12 +3,11 @@
 //! (`model::Change`, made in `customers::events`) and records the event in its own statement
 //! (`customers::repo`, binding `model::EventRecord`). Here: the event object (`model`), the
 //! reads of a history, the feed and around an instant (`repo`), the feed's route (`handlers`),
-//! and the optional retention (`retention`). The relay that publishes committed events to NATS
-//! JetStream (`relay`) is a consumer above it.
+//! and the optional retention (`retention`). What follows the committed events (the JetStream
+//! relay, the webhook dispatcher) are consumers above it, in `crate::consumers`.
 
 pub mod handlers;
 pub mod model;
-pub mod relay;
 pub mod repo;
 pub mod retention;
 

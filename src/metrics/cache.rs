@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use crate::events::relay::figures::{self, Figures};
+use crate::consumers::relay::figures::{self, Figures};
 
 /// How old the figures may be.
 pub const MAX_AGE: Duration = Duration::from_secs(2);
@@ -86,7 +86,7 @@ fn aged(mut figures: Figures, seconds: f64) -> Figures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::relay::figures::{Backlog, Horizon};
+    use crate::consumers::relay::figures::{Backlog, Horizon};
 
     fn figures(unpublished: i64, oldest: f64, held_back: f64) -> Figures {
         Figures {

@@ -11,7 +11,7 @@ use prometheus::{
 };
 use sqlx::PgPool;
 
-use crate::events::relay::figures::Figures;
+use crate::consumers::relay::figures::Figures;
 
 pub use cache::FiguresCache;
 
