@@ -150,7 +150,7 @@ impl Application {
             webhooks: webhooks.clone(),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
-        let figures = web::Data::new(crate::metrics::FiguresCache::default());
+        let figures = web::Data::new(crate::consumers::relay::figures::FiguresCache::default());
         let metrics_listener = metrics_listener(&settings)?;
         // With a metrics listener of its own, the main one answers /metrics with 404.
         let health_routes: fn(&mut web::ServiceConfig) = if metrics_listener.is_some() {
@@ -327,7 +327,7 @@ fn metrics_listener(settings: &Settings) -> anyhow::Result<Option<TcpListener>> 
 fn serve_metrics(
     listener: TcpListener,
     state: web::Data<AppState>,
-    figures: web::Data<crate::metrics::FiguresCache>,
+    figures: web::Data<crate::consumers::relay::figures::FiguresCache>,
     gate: web::Data<Gatekeeper>,
 ) -> anyhow::Result<(
     u16,
