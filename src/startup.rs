@@ -231,11 +231,11 @@ impl Application {
             gate_for_tasks.clone(),
             stop_background.clone(),
         ));
-        let webhooks = crate::webhooks::spawn(
+        let webhooks = crate::consumers::dispatcher::spawn(
             pool.clone(),
             webhooks,
             settings.database.acquire_timeout + 2 * settings.database.statement_timeout,
-            crate::webhooks::Sweep {
+            crate::consumers::dispatcher::Sweep {
                 interval: settings.idempotency.sweep_interval,
                 batch: settings.idempotency.sweep_batch,
             },
