@@ -138,12 +138,19 @@ impl Application {
         let publishing = crate::consumers::relay::PublishingStatus::new(
             !settings.events.nats_url.expose().is_empty(),
         );
-        let webhooks = Arc::new(crate::webhooks::Webhooks::new(settings.webhooks.clone()));
+        let webhooks = Arc::new(crate::webhooks::shared::Webhooks::new(
+            settings.webhooks.clone(),
+        ));
+        let cursors = web::Data::new(Cursors::new(
+            settings.pagination.cursor_secret.expose().as_bytes(),
+        ));
+        // What the event core's route takes: the pool and the cursors, not the whole state.
+        let pool_data = web::Data::new(pool.clone());
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             idempotency: settings.idempotency.clone(),
             events: settings.events.clone(),
-            cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
+            cursors: cursors.clone(),
             relay_wake: relay_wake.clone(),
             publishing: publishing.clone(),
             recent: Recent::new(settings.cache.customers_mib.saturating_mul(1024 * 1024)),
@@ -172,6 +179,8 @@ impl Application {
                 }))
                 .wrap(middleware::from_fn(request_context::middleware))
                 .app_data(state.clone())
+                .app_data(pool_data.clone())
+                .app_data(cursors.clone())
                 .app_data(gate.clone())
                 .app_data(document.clone())
                 .app_data(figures.clone())

@@ -4,6 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 
 use super::model::EventType;
@@ -12,8 +13,8 @@ use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
 use crate::ids::CustomerId;
 use crate::limits::PAGE_SIZE_DEFAULT;
+use crate::pagination::Cursors;
 use crate::query;
-use crate::state::AppState;
 use crate::tenant::Tenant;
 
 /// A page of events.
@@ -103,7 +104,8 @@ struct FeedParams {
 pub async fn feed(
     req: HttpRequest,
     caller: Caller,
-    state: web::Data<AppState>,
+    pool: web::Data<PgPool>,
+    cursors: web::Data<Cursors>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Read)?;
     let (mut limit, mut after, mut filter) = (PAGE_SIZE_DEFAULT, None, FeedFilter::default());
@@ -127,14 +129,14 @@ pub async fn feed(
     }
     let scope = feed_scope(tenant, &filter);
     let after: FeedCursor = match after {
-        Some(c) => state.cursors.open(&c, &scope)?,
+        Some(c) => cursors.open(&c, &scope)?,
         None => FeedCursor::default(),
     };
     let read = match &filter.customer {
         // An id that cannot exist has no events, as one of another tenant.
         Some(customer) if CustomerId::parse(customer).is_none() => None,
         _ => {
-            let mut conn = crate::db::acquire(&state.pool).await?;
+            let mut conn = crate::db::acquire(&pool).await?;
             let position = FeedPosition {
                 feed_xid: after.x,
                 seq: after.s,
@@ -158,7 +160,7 @@ pub async fn feed(
         Some(read) => next_page(read, after, limit, filter.customer.is_some()),
     };
     // Always a cursor: a caught-up consumer polls with the one it has.
-    let next_cursor = Some(state.cursors.issue(&next, &scope));
+    let next_cursor = Some(cursors.issue(&next, &scope));
     page(events, next_cursor, has_more)
 }
 

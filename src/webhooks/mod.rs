@@ -6,6 +6,7 @@
 //! - `handlers` → `service` → `repo`: the routes (`/v1/webhooks…`, scope `webhooks:manage`).
 //! - `log`: the delivery log, retry and recover.
 //! - `destination`: where deliveries may go; `secret`: secrets, their encryption, signatures.
+//! - `shared`: what the routes and the dispatcher share (settings, secrets, wake-ups).
 
 pub mod destination;
 pub mod handlers;
@@ -15,52 +16,11 @@ pub mod model;
 mod repo;
 pub mod secret;
 pub mod service;
+pub mod shared;
 
 use actix_web::web;
-use tokio::sync::Notify;
 
-use crate::configuration::WebhooksSettings;
 use crate::request_context;
-use destination::Allowance;
-use secret::SecretBox;
-
-/// What the routes and the background tasks share.
-pub struct Webhooks {
-    pub settings: WebhooksSettings,
-    pub secrets: SecretBox,
-    /// Awaited by the dispatcher (`consumers::dispatcher`).
-    pub(crate) dispatch_wake: Notify,
-    /// Awaited by the senders.
-    pub(crate) send_wake: Notify,
-}
-
-impl Webhooks {
-    pub fn new(settings: WebhooksSettings) -> Self {
-        Self {
-            secrets: SecretBox::new(settings.secrets_key.expose()),
-            settings,
-            dispatch_wake: Notify::new(),
-            send_wake: Notify::new(),
-        }
-    }
-
-    pub fn allowance(&self) -> Allowance {
-        Allowance {
-            http: self.settings.allow_http,
-            private_networks: self.settings.allow_private_networks,
-        }
-    }
-
-    /// After a write that recorded events committed: the dispatcher looks at once.
-    pub fn wake_dispatcher(&self) {
-        self.dispatch_wake.notify_one();
-    }
-
-    /// Deliveries are due now (made, retried, or a slot freed).
-    pub fn wake_senders(&self) {
-        self.send_wake.notify_one();
-    }
-}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox;
-use crate::webhooks::Webhooks;
+use crate::webhooks::shared::Webhooks;
 
 /// Events read per round.
 const BATCH: usize = 500;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::webhooks::Webhooks;
+use crate::webhooks::shared::Webhooks;
 
 /// How often and how much the log's retention deletes (the idempotency sweeper's pace).
 pub struct Sweep {

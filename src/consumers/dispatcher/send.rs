@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::outbox::{self, Claimed, Outcome};
 use crate::tenant::{Mode, Tenant};
 use crate::webhooks::destination::{self, GuardedResolver};
-use crate::webhooks::Webhooks;
+use crate::webhooks::shared::Webhooks;
 
 /// The part of a response body kept in the attempt log.
 const RESPONSE_BODY_KEPT: usize = 4096;
