@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::as_of;
 use super::domain::IfMatch;
-use super::input;
+use super::integers;
 use super::list::{ListParams, ListPosition, ListQuery};
 use super::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, ListedCustomer};
 use super::repo::{self, FindClaiming};
@@ -50,7 +50,7 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?;
-    let body = input::canonical_body(body.read().await?);
+    let body = integers::canonical_body(body.read().await?);
     let keyed = KeyedRequest::from_headers(req.headers(), &Method::POST, req.path(), Some(&body))?;
     let mut write = match Write::begin(&state.pool, &state.idempotency, tenant, keyed).await? {
         Begun::Fresh(write, ()) => write,
@@ -150,7 +150,7 @@ pub async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?;
-    let body = input::canonical_body(body.read().await?);
+    let body = integers::canonical_body(body.read().await?);
     let update = async |write: &mut Write, target: Target<'_>, origin: &Origin| {
         service::update(write, target, origin, &body).await
     };

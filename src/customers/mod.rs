@@ -2,7 +2,7 @@
 //!
 //! A PATCH, from the route to the database and back:
 //!
-//! 1. `handlers::update` extracts the caller (scope), the body (`input::canonical_body`), the
+//! 1. `handlers::update` extracts the caller (scope), the body (`integers::canonical_body`), the
 //!    `Idempotency-Key`, `If-Match` and the id (`ids::CustomerId::parse`);
 //! 2. `idempotency::Write::begin_reading` claims the key and reads the customer in one
 //!    statement (`repo::FindClaiming`), or answers with what the key already holds;
