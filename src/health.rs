@@ -3,6 +3,7 @@
 use actix_web::{web, HttpResponse};
 
 use crate::auth::Gatekeeper;
+use crate::consumers::relay::figures::{self, FiguresCache};
 use crate::error::ApiError;
 use crate::request_context;
 use crate::state::AppState;
@@ -44,7 +45,7 @@ async fn readyz(
     if gate.keys.is_ready() && crate::db::is_ready(&state.pool).await {
         let mut events = serde_json::json!({"publishing": state.publishing.get().as_str()});
         if state.publishing.is_enabled() {
-            if let Ok(n) = crate::events::relay::figures::undeliverable(&state.pool).await {
+            if let Ok(n) = figures::undeliverable(&state.pool).await {
                 events["undeliverable"] = n.into();
             }
         }
@@ -60,16 +61,19 @@ async fn readyz(
 
 async fn metrics(
     state: web::Data<AppState>,
-    figures: web::Data<crate::metrics::FiguresCache>,
+    figures: web::Data<FiguresCache>,
     gate: web::Data<Gatekeeper>,
 ) -> HttpResponse {
-    // The database's figures are cached (metrics::cache): a scrape does not count the backlog.
+    // The database's figures are cached (`FiguresCache`): a scrape does not count the backlog.
+    // Left out when the database did not answer.
     let figures = figures
         .get(&state.pool, state.publishing.is_enabled())
-        .await;
+        .await
+        .map(figures::exposition)
+        .unwrap_or_default();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render(&state.pool, figures) + &keys_metrics(&gate))
+        .body(crate::metrics::render(&state.pool) + &figures + &keys_metrics(&gate))
 }
 
 /// The fetched keys' lines: this service's own, like the backlog (a process may run several).

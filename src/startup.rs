@@ -135,21 +135,29 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let relay_wake = Arc::new(Notify::new());
-        let publishing =
-            events::relay::PublishingStatus::new(!settings.events.nats_url.expose().is_empty());
-        let webhooks = Arc::new(crate::webhooks::Webhooks::new(settings.webhooks.clone()));
+        let publishing = crate::consumers::relay::PublishingStatus::new(
+            !settings.events.nats_url.expose().is_empty(),
+        );
+        let webhooks = Arc::new(crate::webhooks::shared::Webhooks::new(
+            settings.webhooks.clone(),
+        ));
+        let cursors = web::Data::new(Cursors::new(
+            settings.pagination.cursor_secret.expose().as_bytes(),
+        ));
+        // What the event core's route takes: the pool and the cursors, not the whole state.
+        let pool_data = web::Data::new(pool.clone());
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             idempotency: settings.idempotency.clone(),
             events: settings.events.clone(),
-            cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
+            cursors: cursors.clone(),
             relay_wake: relay_wake.clone(),
             publishing: publishing.clone(),
             recent: Recent::new(settings.cache.customers_mib.saturating_mul(1024 * 1024)),
             webhooks: webhooks.clone(),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
-        let figures = web::Data::new(crate::metrics::FiguresCache::default());
+        let figures = web::Data::new(crate::consumers::relay::figures::FiguresCache::default());
         let metrics_listener = metrics_listener(&settings)?;
         // With a metrics listener of its own, the main one answers /metrics with 404.
         let health_routes: fn(&mut web::ServiceConfig) = if metrics_listener.is_some() {
@@ -171,6 +179,8 @@ impl Application {
                 }))
                 .wrap(middleware::from_fn(request_context::middleware))
                 .app_data(state.clone())
+                .app_data(pool_data.clone())
+                .app_data(cursors.clone())
                 .app_data(gate.clone())
                 .app_data(document.clone())
                 .app_data(figures.clone())
@@ -218,10 +228,10 @@ impl Application {
                 stop_background.clone(),
             ));
         }
-        let relay = tokio::spawn(events::relay::run(
+        let relay = tokio::spawn(crate::consumers::relay::run(
             pool.clone(),
             settings.events.clone(),
-            events::relay::round_limit(&settings.database, &settings.events),
+            crate::consumers::relay::round_limit(&settings.database, &settings.events),
             relay_wake,
             publishing,
             stop_background.clone(),
@@ -230,11 +240,11 @@ impl Application {
             gate_for_tasks.clone(),
             stop_background.clone(),
         ));
-        let webhooks = crate::webhooks::spawn(
+        let webhooks = crate::consumers::dispatcher::spawn(
             pool.clone(),
             webhooks,
             settings.database.acquire_timeout + 2 * settings.database.statement_timeout,
-            crate::webhooks::Sweep {
+            crate::consumers::dispatcher::Sweep {
                 interval: settings.idempotency.sweep_interval,
                 batch: settings.idempotency.sweep_batch,
             },
@@ -326,7 +336,7 @@ fn metrics_listener(settings: &Settings) -> anyhow::Result<Option<TcpListener>> 
 fn serve_metrics(
     listener: TcpListener,
     state: web::Data<AppState>,
-    figures: web::Data<crate::metrics::FiguresCache>,
+    figures: web::Data<crate::consumers::relay::figures::FiguresCache>,
     gate: web::Data<Gatekeeper>,
 ) -> anyhow::Result<(
     u16,

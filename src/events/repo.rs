@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
 
-use crate::customers::domain::CustomerId;
+use crate::ids::CustomerId;
 use crate::tenant::Tenant;
 
 /// An event as stored: its place and its JSON.

@@ -13,10 +13,11 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
-use super::repo::{self, StoredEvent};
-use crate::customers::domain::{CustomerId, CustomerStatus, CustomerType, Version};
-use crate::customers::model::{Customer, Member};
+use super::domain::{CustomerStatus, CustomerType, Version};
+use super::model::{timestamp, Customer, Member};
 use crate::error::ApiError;
+use crate::events::repo::{self, StoredEvent};
+use crate::ids::CustomerId;
 use crate::tenant::Tenant;
 
 /// The customer `id` as it was at `at`: its JSON as GET showed it then, and its version.
@@ -47,9 +48,7 @@ pub async fn customer_as_of(
             before.updated_at
         }
     };
-    Err(ApiError::HistoryUnavailable(
-        crate::customers::model::timestamp(&known_from),
-    ))
+    Err(ApiError::HistoryUnavailable(timestamp(&known_from)))
 }
 
 #[derive(Deserialize)]
@@ -148,7 +147,7 @@ fn before_event(event: &StoredEvent) -> Result<Customer, ApiError> {
     // rules of today would refuse (a rule tightened since, say).
     let mut merged = after.writable_document();
     json_patch::merge(&mut merged, &Value::Object(previous));
-    crate::customers::model::normalize(&mut merged);
+    super::model::normalize(&mut merged);
     set_writable(&mut before, &merged);
     if let Some(status) = status {
         before.status = serde_json::from_value(status).map_err(corrupt)?;
