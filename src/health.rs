@@ -1,5 +1,8 @@
 //! Operational endpoints: liveness, readiness and metrics.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use actix_web::{web, HttpResponse};
 
 use crate::auth::Gatekeeper;
@@ -26,6 +29,22 @@ pub fn metrics_route(cfg: &mut web::ServiceConfig) {
     cfg.service(request_context::resource("/metrics").route(web::get().to(metrics)));
 }
 
+/// Set once the instance is leaving (a stop signal arrived): from then on `/readyz` answers 503
+/// `draining` while every other route is served as before, for `server.drain_delay`, so that a
+/// load balancer takes the instance out of rotation before it stops accepting connections.
+#[derive(Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The process is alive; touches nothing else, so it answers even when the database does not.
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
@@ -41,7 +60,11 @@ async fn healthz() -> HttpResponse {
 async fn readyz(
     state: web::Data<AppState>,
     gate: web::Data<Gatekeeper>,
+    draining: web::Data<Draining>,
 ) -> Result<HttpResponse, ApiError> {
+    if draining.is_set() {
+        return Err(ApiError::Draining);
+    }
     if gate.keys.is_ready() && crate::db::is_ready(&state.pool).await {
         let mut events = serde_json::json!({"publishing": state.publishing.get().as_str()});
         if state.publishing.is_enabled() {

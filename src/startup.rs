@@ -26,6 +26,9 @@ use crate::{db, events, health, request_context};
 
 pub struct Application {
     port: u16,
+    /// Set at a stop signal: `/readyz` answers 503 for `drain_delay` before the listener closes.
+    draining: web::Data<health::Draining>,
+    drain_delay: std::time::Duration,
     server: Server,
     pool: PgPool,
     stop_background: CancellationToken,
@@ -170,6 +173,8 @@ impl Application {
         let gate_for_tasks = gate.clone();
         // The request's bound and its tenant's slot (shared by every worker).
         let deadline = db::deadline::Deadline::new(&settings.database, pool.clone());
+        let draining = web::Data::new(health::Draining::default());
+        let draining_for_stop = draining.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 // Inside the request context, so that its 503 carries the request id.
@@ -184,6 +189,7 @@ impl Application {
                 .app_data(gate.clone())
                 .app_data(document.clone())
                 .app_data(figures.clone())
+                .app_data(draining.clone())
                 .configure(crate::customers::routes)
                 .configure(crate::events::routes)
                 .configure(crate::webhooks::routes)
@@ -258,6 +264,8 @@ impl Application {
         );
         Ok(Self {
             port,
+            draining: draining_for_stop,
+            drain_delay: settings.server.drain_delay,
             server,
             pool,
             stop_background,
@@ -286,10 +294,27 @@ impl Application {
         let handle = self.server.handle();
         let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        let (draining, delay) = (self.draining.clone(), self.drain_delay);
         tokio::spawn(async move {
             tokio::select! {
                 _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
                 _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            }
+            // Leaving: /readyz says so at once, and everything is still served for the drain
+            // delay, so that a balancer stops routing here before the listener closes (a
+            // request sent to a closed listener is the balancer's to retry, one sent during
+            // the delay is answered).
+            draining.start();
+            if !delay.is_zero() {
+                tracing::info!(
+                    delay_ms = delay.as_millis() as u64,
+                    "draining: /readyz answers 503 until the listener closes"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = terminate.recv() => tracing::info!("SIGTERM again: stopping now"),
+                    _ = interrupt.recv() => tracing::info!("SIGINT again: stopping now"),
+                }
             }
             handle.stop(true).await;
         });
