@@ -308,8 +308,8 @@ impl From<sqlx::Error> for ApiError {
     /// bug (500, logged with the place of the `?`).
     #[track_caller]
     fn from(e: sqlx::Error) -> Self {
-        crate::db::note(&e);
-        if crate::db::is_unavailable(&e) {
+        crate::db::lost::note(&e);
+        if crate::db::lost::is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             return ApiError::Unavailable;
         }
