@@ -23,6 +23,7 @@ mod integers;
 mod layers;
 mod list;
 mod metrics_listener;
+mod migration_rules;
 mod opaque_cursors;
 mod openapi_errors;
 mod operations;
