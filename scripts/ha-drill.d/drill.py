@@ -131,7 +131,7 @@ def free_port():
 def ha(*args, check=True):
     r = subprocess.run([HA, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if check and r.returncode != 0:
-        raise SystemExit('patroni-cluster.sh %s failed:\n%s' % (' '.join(args), r.stdout))
+        raise SystemExit('%s %s failed:\n%s' % (HA, ' '.join(args), r.stdout))
     return r
 
 
