@@ -37,6 +37,7 @@ trap cleanup EXIT
 # (PATCH skips deleted ones too). Looking an id up in it is one index probe inside the statement,
 # not a round trip.
 psql -qX -v ON_ERROR_STOP=1 "$url" >/dev/null <<'SQL'
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS ceiling_targets;
 CREATE UNLOGGED TABLE ceiling_targets AS
   SELECT row_number() OVER (ORDER BY created_at, id)::int AS n, id
