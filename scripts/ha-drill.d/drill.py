@@ -32,6 +32,10 @@ primary, and checks, per event (each event's customers are its own):
                  in the database and the stream that carries its Idempotency-Key and its value
   history gaps   a customer whose event rows are not exactly versions 1..its version
 The streams are deleted at the end.
+
+Webhooks (DRILL_WEBHOOKS=1, the default): each service delivers its tenant's events to a receiver
+on 127.0.0.1 throughout the drill; after the last event every committed event must have been
+delivered (webhooks.py, beside this file, says how it is counted).
 """
 
 import collections
@@ -50,6 +54,7 @@ import urllib.request
 import psycopg2
 
 import jetstream
+import webhooks
 
 mono = time.monotonic
 WALL = time.time() - mono()      # mono() + WALL: the wall clock, which NATS and PostgreSQL stamp with
@@ -75,6 +80,8 @@ SLOTS = 40
 DB = env('DRILL_DATABASE', 'customers_drill')     # the probes' table; each mode has DB_<mode>
 NATS_URL = env('DRILL_NATS_URL', 'nats://127.0.0.1:4222')   # empty: no publishing, no event checks
 SETTLE_MAX = float(env('DRILL_SETTLE_MAX', '60'))
+WEBHOOKS = env('DRILL_WEBHOOKS', '1') == '1'
+WEBHOOK_SETTLE_MAX = float(env('DRILL_WEBHOOK_SETTLE_MAX', '120'))
 NONCE = '%s%s' % (os.urandom(2).hex(), '%x' % (os.getpid() % 4096))
 NODES = int(env('HA_NODES', '3'))
 PROXY_PORT = int(env('HA_PROXY_PORT', '5440'))
@@ -131,7 +138,7 @@ def free_port():
 def ha(*args, check=True):
     r = subprocess.run([HA, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if check and r.returncode != 0:
-        raise SystemExit('patroni-cluster.sh %s failed:\n%s' % (' '.join(args), r.stdout))
+        raise SystemExit('%s %s failed:\n%s' % (HA, ' '.join(args), r.stdout))
     return r
 
 
@@ -162,7 +169,11 @@ class Service:
             e.update({'CUSTOMERS_API__EVENTS__NATS_URL': NATS_URL,
                       'CUSTOMERS_API__EVENTS__STREAM': stream_of(mode),
                       'CUSTOMERS_API__EVENTS__SUBJECT_PREFIX': prefix_of(mode)})
-        self.token = subprocess.run([BIN, 'token', '--org', self.org, '--ttl', '3h'], env=e, cwd=REPO,
+        if WEBHOOKS:
+            e.update(webhooks.service_env())
+        scopes = 'customers:read customers:write webhooks:manage'
+        self.token = subprocess.run([BIN, 'token', '--org', self.org, '--scope', scopes, '--ttl', '3h'],
+                                    env=e, cwd=REPO,
                                     check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
         self.proc = subprocess.Popen([BIN], env=e, cwd=REPO, stdin=subprocess.DEVNULL,
                                      stdout=open(self.log_path, 'wb'), stderr=subprocess.STDOUT)
@@ -702,11 +713,16 @@ def main():
     history = {mode: [] for mode in MODES}
     summaries = []
     results = []
+    receivers, hook_summaries = {}, {}
     t0 = mono()
     try:
         for mode in MODES:
             services[mode] = Service(mode, logdir)
         log('services up in %.1fs (%s)' % (mono() - t0, ', '.join(MODES)))
+        if WEBHOOKS:
+            for mode, svc in services.items():
+                receivers[mode] = webhooks.Receiver()
+                log('%s: webhook %s to %s' % (mode, webhooks.register(svc, receivers[mode].url), receivers[mode].url))
         for n, event in enumerate(EVENTS):
             t = mono()
             res, runs = run_event(event, services, n)
@@ -738,7 +754,19 @@ def main():
                         for e in r['events']['examples']:
                             log('   %s/%s %s' % (r['event'], mode, e))
             log('event checks took %.1fs (settling included)' % (mono() - t))
+        for mode, receiver in receivers.items():
+            c = check_connect(mode_db(mode))
+            with c.cursor() as cur:
+                cur.execute('SELECT id FROM customer_events WHERE org_id = %s', (services[mode].org,))
+                committed = [r[0] for r in cur.fetchall()]
+            c.close()
+            m = hook_summaries[mode] = webhooks.settle_and_check(receiver, committed, WEBHOOK_SETTLE_MAX)
+            log('%s: %d events committed, %d delivered (%d deliveries) after %.1fs%s' % (
+                mode, m['committed'], m['delivered'], m['deliveries'], m['settle'],
+                '; FAILED: ' + '; '.join(m['failures']) if m['failures'] else ''))
     finally:
+        for receiver in receivers.values():
+            receiver.close()
         for svc in services.values():
             svc.stop()
         if NATS_URL and env('DRILL_KEEP_STREAMS', '0') != '1':
@@ -770,6 +798,9 @@ def main():
                        else 'NOT within %g s (%s left)' % (SETTLE_MAX, m['unpublished'])) for m in summaries))
     elif not NATS_URL:
         print('Events: not published (DRILL_NATS_URL is empty), not checked')
+    if hook_summaries:
+        print()
+        print(webhooks.table(hook_summaries))
     failed = [r for r in results if r['failures']]
     for r in failed:
         print('FAILED %s/%s: %s' % (r['event'], r['mode'], '; '.join(r['failures'])))
@@ -777,8 +808,12 @@ def main():
         if m['failures']:
             print('FAILED events/%s: %s' % (m['mode'], '; '.join(m['failures'])))
     with open(os.path.join(logdir, 'ha-drill.json'), 'w') as f:
-        json.dump({'results': results, 'events': summaries}, f, indent=1)
-    return 1 if failed or lost_lines or any(m['failures'] for m in summaries) else 0
+        json.dump({'results': results, 'events': summaries, 'webhooks': hook_summaries}, f, indent=1)
+    for mode, m in hook_summaries.items():
+        if m['failures']:
+            print('FAILED webhooks/%s: %s' % (mode, '; '.join(m['failures'])))
+    return 1 if (failed or lost_lines or any(m['failures'] for m in summaries)
+                 or any(m['failures'] for m in hook_summaries.values())) else 0
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 //! Failover (issue 14): what the pool does with a connection whose server went away or turned
 //! read-only, and host selection for multi-host URLs. The first tests run on the suite's test
 //! database (over TCP where a URL needs a port); the ones marked `#[ignore]` need the
-//! Patroni cluster of ../shared/ha (scripts/ha-drill runs them while it is up:
+//! Patroni cluster of scripts/ha-drill.d/cluster (scripts/ha-drill runs them while it is up:
 //! `cargo test --test api failover -- --ignored`).
 
 use std::process::Command;
@@ -243,21 +243,17 @@ async fn primary_port() -> u16 {
             }
         }
     }
-    panic!("the cluster has no primary (is ../shared/ha/patroni-cluster.sh up?)");
+    panic!("the cluster has no primary (is scripts/ha-drill.d/cluster up?)");
 }
 
 fn ha_script() -> String {
     std::env::var("HA_SCRIPT").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/ha/patroni-cluster.sh"
-        )
-        .to_owned()
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ha-drill.d/cluster").to_owned()
     })
 }
 
 #[tokio::test]
-#[ignore = "needs the Patroni cluster of ../shared/ha"]
+#[ignore = "needs the Patroni cluster of scripts/ha-drill.d/cluster"]
 async fn on_the_cluster_the_read_write_host_is_selected() {
     let primary = primary_port().await;
     let mut hosts = Hosts::parse(&cluster_url("postgres", "?target_session_attrs=read-write"))
@@ -273,7 +269,7 @@ async fn on_the_cluster_the_read_write_host_is_selected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Patroni cluster of ../shared/ha"]
+#[ignore = "needs the Patroni cluster of scripts/ha-drill.d/cluster"]
 async fn on_the_cluster_the_service_follows_a_switchover_by_itself() {
     let database = format!("customers_failover_{}", std::process::id());
     let mut admin = PgConnection::connect("postgres://postgres@127.0.0.1:5440/postgres")
@@ -310,7 +306,7 @@ async fn on_the_cluster_the_service_follows_a_switchover_by_itself() {
         Command::new(ha_script())
             .arg("switchover")
             .output()
-            .expect("patroni-cluster.sh switchover")
+            .expect("scripts/ha-drill.d/cluster switchover")
     })
     .await
     .unwrap();

@@ -69,7 +69,10 @@ pub fn watch(pid: u32, dir: Option<&std::path::Path>) {
     const SCRIPT: &str = r#"
 parent=$1 server=$2 dir=$3
 name() { if [ -r "/proc/$1/comm" ]; then cat "/proc/$1/comm"; else ps -p "$1" -o comm= 2>/dev/null; fi; }
-is_server() { case "$(name "$server")" in *nats-server*) return 0;; *) return 1;; esac; }
+# An exited server that nobody reaped (a container whose first process reaps nothing) is a
+# zombie that still bears the name: it is gone, and waiting for its name to go would be forever.
+state() { if [ -r "/proc/$1/stat" ]; then sed 's/.*) //' "/proc/$1/stat" | cut -c1; else ps -p "$1" -o stat= 2>/dev/null | cut -c1; fi; }
+is_server() { [ "$(state "$server")" != Z ] || return 1; case "$(name "$server")" in *nats-server*) return 0;; *) return 1;; esac; }
 while kill -0 "$parent" 2>/dev/null && is_server; do sleep 1; done
 kill -0 "$parent" 2>/dev/null && exit 0
 is_server && kill "$server"
