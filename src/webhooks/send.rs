@@ -409,14 +409,26 @@ mod tests {
     fn retry_after_is_delay_seconds_or_an_http_date_capped_at_an_hour() {
         // Sun, 06 Dec 2026 08:00:00 GMT
         let now = UNIX_EPOCH + Duration::from_secs(1_796_544_000);
-        assert_eq!(httpdate::fmt_http_date(now), "Sun, 06 Dec 2026 08:00:00 GMT");
+        assert_eq!(
+            httpdate::fmt_http_date(now),
+            "Sun, 06 Dec 2026 08:00:00 GMT"
+        );
         let at = |s: &str| retry_after(s, now);
         assert_eq!(at("120"), Some(Duration::from_secs(120)));
         assert_eq!(at(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(at("Sun, 06 Dec 2026 08:02:00 GMT"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            at("Sun, 06 Dec 2026 08:02:00 GMT"),
+            Some(Duration::from_secs(120))
+        );
         // The obsolete forms RFC 9110 still asks recipients to accept.
-        assert_eq!(at("Sunday, 06-Dec-26 08:00:30 GMT"), Some(Duration::from_secs(30)));
-        assert_eq!(at("Sun Dec  6 08:00:45 2026"), Some(Duration::from_secs(45)));
+        assert_eq!(
+            at("Sunday, 06-Dec-26 08:00:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            at("Sun Dec  6 08:00:45 2026"),
+            Some(Duration::from_secs(45))
+        );
         assert_eq!(at("Sun, 06 Dec 2026 07:00:00 GMT"), Some(Duration::ZERO));
         assert_eq!(at("Mon, 07 Dec 2026 08:00:00 GMT"), Some(RETRY_AFTER_MAX));
         assert_eq!(at("86400"), Some(RETRY_AFTER_MAX));

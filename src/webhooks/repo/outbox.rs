@@ -354,13 +354,18 @@ pub async fn record_many(
     let ids = column(|c, _| c.id.clone());
     let statuses = column(|_, o| o.status.to_owned());
     let claims: Vec<i32> = outcomes.iter().map(|(c, _)| c.claims).collect();
-    let retry: Vec<f64> = outcomes.iter().map(|(_, o)| o.retry_in_secs.unwrap_or(0.0)).collect();
+    let retry: Vec<f64> = outcomes
+        .iter()
+        .map(|(_, o)| o.retry_in_secs.unwrap_or(0.0))
+        .collect();
     let at: Vec<DateTime<Utc>> = outcomes.iter().map(|(_, o)| o.at).collect();
     let codes: Vec<Option<i32>> = outcomes.iter().map(|(_, o)| o.status_code).collect();
     let durations: Vec<i32> = outcomes.iter().map(|(_, o)| o.duration_ms).collect();
     let errors: Vec<Option<String>> = outcomes.iter().map(|(_, o)| o.error.clone()).collect();
-    let bodies: Vec<Option<String>> =
-        outcomes.iter().map(|(_, o)| o.response_body.clone()).collect();
+    let bodies: Vec<Option<String>> = outcomes
+        .iter()
+        .map(|(_, o)| o.response_body.clone())
+        .collect();
     let mut tx = begin_all(pool).await?;
     let recorded = sqlx::query!(
         r#"WITH o AS MATERIALIZED (

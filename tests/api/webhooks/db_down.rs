@@ -45,7 +45,9 @@ async fn deliveries_pending_while_postgres_is_down_complete_once_it_is_back() {
     }
     // Every first attempt made and recorded: nothing is in flight when PostgreSQL stops.
     deliveries_until(&app, &webhook_id, |d| {
-        d.len() == N && d.iter().all(|d| d["attempts"].as_array().unwrap().len() == 1)
+        d.len() == N
+            && d.iter()
+                .all(|d| d["attempts"].as_array().unwrap().len() == 1)
     })
     .await;
     assert_eq!(receiver.received().len(), N);
@@ -88,7 +90,9 @@ async fn deliveries_pending_while_postgres_is_down_complete_once_it_is_back() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut by_id: HashMap<String, usize> = HashMap::new();
     for r in receiver.received() {
-        *by_id.entry(header(&r, "webhook-id").to_owned()).or_default() += 1;
+        *by_id
+            .entry(header(&r, "webhook-id").to_owned())
+            .or_default() += 1;
     }
     assert_eq!(by_id.len(), N, "every event was delivered");
     assert!(by_id.values().all(|&n| n == 2), "{by_id:?}");
