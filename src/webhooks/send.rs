@@ -191,9 +191,9 @@ pub async fn run(
     let _ = tokio::time::timeout(STOP_WAIT, recorder).await;
 }
 
-/// The recorder: the outcomes handed over, recorded in batches of up to `RECORD_BATCH`, each
-/// transaction bounded by `limit`. One that fails is not retried: its deliveries are attempted
-/// again when their leases end (at least once).
+/// The recorder: the outcomes handed over, recorded in batches of up to `RECORD_BATCH`, one
+/// transaction each ([`outbox::record`]) bounded by `limit`. One that fails is not retried: its
+/// deliveries are attempted again when their leases end (at least once).
 async fn record(
     pool: PgPool,
     mut outcomes: tokio::sync::mpsc::Receiver<(ClaimKey, Outcome)>,
@@ -201,22 +201,8 @@ async fn record(
 ) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        // Outcomes that disable their webhook are rare and end its other deliveries: each alone,
-        // after the others of the batch.
-        let (disabling, plain): (Vec<_>, Vec<_>) =
-            batch.drain(..).partition(|(_, o)| o.disable.is_some());
-        let result = async {
-            let mut recorded = if plain.is_empty() {
-                0
-            } else {
-                outbox::record_many(&pool, &plain).await?
-            };
-            for (c, o) in &disabling {
-                recorded += u64::from(outbox::record(&pool, c, o).await?);
-            }
-            Ok::<_, sqlx::Error>(recorded)
-        };
-        let n = plain.len() + disabling.len();
+        let n = batch.len();
+        let result = outbox::record(&pool, &batch);
         match tokio::time::timeout(limit, result).await {
             Ok(Ok(recorded)) if recorded as usize == n => {}
             Ok(Ok(recorded)) => tracing::warn!(
@@ -228,6 +214,7 @@ async fn record(
             }
             Err(_) => tracing::warn!(attempts = n, "recording webhook attempts took too long"),
         }
+        batch.clear();
     }
 }
 

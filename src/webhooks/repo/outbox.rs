@@ -273,79 +273,12 @@ pub struct Outcome {
     pub disable: Option<&'static str>,
 }
 
-/// Records an attempt and moves its delivery on, if the claim still holds it; updates the
-/// webhook (its failing clock, or disables it and ends its pending deliveries). One
-/// transaction. `false`: the claim was lost (its lease ended and another took it).
-pub async fn record(pool: &PgPool, c: &ClaimKey, o: &Outcome) -> Result<bool, sqlx::Error> {
-    let mut tx = begin_all(pool).await?;
-    let recorded = sqlx::query_scalar!(
-        r#"WITH d AS (
-               UPDATE webhook_deliveries
-                  SET attempts = attempts + 1, status = $5, leased_until = NULL,
-                      next_attempt_at = CASE WHEN $5 = 'pending'
-                                             THEN now() + make_interval(secs => $6) END
-                WHERE org_id = $1 AND mode = $2 AND id = $3 AND claims = $4
-               RETURNING org_id, mode, id, attempts)
-           INSERT INTO webhook_attempts (org_id, mode, delivery_id, n, at, status_code,
-                                         duration_ms, error, response_body)
-           SELECT d.org_id, d.mode, d.id, d.attempts, $7, $8, $9, $10, $11 FROM d
-           RETURNING 1 AS "recorded!""#,
-        c.org_id,
-        c.mode,
-        c.id,
-        c.claims,
-        o.status,
-        o.retry_in_secs.unwrap_or(0.0),
-        o.at,
-        o.status_code,
-        o.duration_ms,
-        o.error,
-        o.response_body
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    .is_some();
-    if let Some(reason) = o.disable {
-        let disabled = sqlx::query!(
-            r#"UPDATE webhooks
-                  SET enabled = false, disabled_reason = $4, version = version + 1,
-                      updated_at = now()
-                WHERE org_id = $1 AND mode = $2 AND id = $3 AND enabled"#,
-            c.org_id,
-            c.mode,
-            c.webhook_id,
-            reason
-        )
-        .execute(&mut *tx)
-        .await?;
-        if disabled.rows_affected() > 0 {
-            sqlx::query!(
-                r#"UPDATE webhook_deliveries
-                      SET status = 'failed', next_attempt_at = NULL
-                    WHERE org_id = $1 AND mode = $2 AND webhook_id = $3 AND status = 'pending'
-                      AND (leased_until IS NULL OR leased_until <= now())"#,
-                c.org_id,
-                c.mode,
-                c.webhook_id
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-    } else {
-        failing_clocks(&mut *tx, &[(c, o)]).await?;
-    }
-    tx.commit().await?;
-    Ok(recorded)
-}
-
-/// Records many attempts, none of which disables its webhook, in one transaction of two
-/// statements (an attempt recorded alone costs a commit and five round trips: at the rate a
-/// fan-out makes them, recording was where the time went). As [`record`] for each; returns
-/// how many claims still held their delivery.
-pub async fn record_many(
-    pool: &PgPool,
-    outcomes: &[(ClaimKey, Outcome)],
-) -> Result<u64, sqlx::Error> {
+/// Records attempts, in one transaction: each moves its delivery on if its claim still holds
+/// it, and updates its webhook (the failing clock, or disables it and ends its pending
+/// deliveries). Returns how many claims still held their delivery (the others' leases ended
+/// and another claim took them). Batched: an attempt recorded alone cost a commit and five
+/// round trips, and at the rate a fan-out makes attempts that was where the time went.
+pub async fn record(pool: &PgPool, outcomes: &[(ClaimKey, Outcome)]) -> Result<u64, sqlx::Error> {
     let column = |f: fn(&ClaimKey, &Outcome) -> String| {
         outcomes.iter().map(|(c, o)| f(c, o)).collect::<Vec<_>>()
     };
@@ -403,10 +336,50 @@ pub async fn record_many(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    let pairs: Vec<(&ClaimKey, &Outcome)> = outcomes.iter().map(|(c, o)| (c, o)).collect();
-    failing_clocks(&mut *tx, &pairs).await?;
+    let clocks: Vec<(&ClaimKey, &Outcome)> = outcomes
+        .iter()
+        .filter(|(_, o)| o.disable.is_none())
+        .map(|(c, o)| (c, o))
+        .collect();
+    failing_clocks(&mut tx, &clocks).await?;
+    for (c, o) in outcomes {
+        if let Some(reason) = o.disable {
+            disable(&mut tx, c, reason).await?;
+        }
+    }
     tx.commit().await?;
     Ok(recorded)
+}
+
+/// Disables the webhook (gone, failing) unless it is disabled already, and ends its pending
+/// deliveries that are not in flight.
+async fn disable(conn: &mut PgConnection, c: &ClaimKey, reason: &str) -> Result<(), sqlx::Error> {
+    let disabled = sqlx::query!(
+        r#"UPDATE webhooks
+              SET enabled = false, disabled_reason = $4, version = version + 1,
+                  updated_at = now()
+            WHERE org_id = $1 AND mode = $2 AND id = $3 AND enabled"#,
+        c.org_id,
+        c.mode,
+        c.webhook_id,
+        reason
+    )
+    .execute(&mut *conn)
+    .await?;
+    if disabled.rows_affected() > 0 {
+        sqlx::query!(
+            r#"UPDATE webhook_deliveries
+                  SET status = 'failed', next_attempt_at = NULL
+                WHERE org_id = $1 AND mode = $2 AND webhook_id = $3 AND status = 'pending'
+                  AND (leased_until IS NULL OR leased_until <= now())"#,
+            c.org_id,
+            c.mode,
+            c.webhook_id
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Moves the failing clock of the webhooks of these outcomes (in the order they came): a
@@ -417,6 +390,9 @@ async fn failing_clocks(
     conn: &mut PgConnection,
     outcomes: &[(&ClaimKey, &Outcome)],
 ) -> Result<(), sqlx::Error> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
     // Per webhook: whether its last outcome succeeded, and whether a failure came after a
     // success (the clock starts again then).
     let mut last: Vec<(&ClaimKey, bool, bool)> = Vec::new();
