@@ -3,8 +3,9 @@
 #
 #   WEBHOOKS=1 SKIP_MAIN=1 SKIP_CEILING=1 SKIP_AB=1 SKIP_FRESH=1 scripts/bench   # only this
 #
-# Receivers: examples/webhook_receiver.rs (release), WEBHOOK_RECEIVERS of them on 127.0.0.1,
-# answering 200 at once; the 20 endpoints are 20 paths spread over them. Every server of this
+# Receivers: WEBHOOK_RECEIVERS (2) processes of scripts/bench.d/webhook_receiver.py on 127.0.0.1,
+# answering 200 at once; the 20 endpoints are 20 paths spread over them (their CPU time is in
+# the results, to show they are not the bottleneck). Every server of this
 # phase runs with webhooks.allow_http and webhooks.allow_private_networks (loopback receivers).
 #
 #  webhooks  A/B: PATCH and create with the tenant's 20 endpoints disabled (A: "0 endpoints";
@@ -43,12 +44,9 @@ wh_stop_receivers() {
 }
 
 wh_start_receivers() {
-  log "webhooks: cargo build --release --example webhook_receiver"
-  cargo build --release --example webhook_receiver >"$work/receiver-build.log" 2>&1 ||
-    { tail -20 "$work/receiver-build.log" >&2; die "building the receiver failed"; }
-  local exe=$repo/target/release/examples/webhook_receiver i addr
+  local i addr
   for ((i = 0; i < wh_receivers; i++)); do
-    "$exe" 127.0.0.1:0 >"$work/receiver-$i.out" 2>&1 &
+    python3 "$helpers/webhook_receiver.py" >"$work/receiver-$i.out" 2>&1 &
     wh_pids+=($!)
   done
   for ((i = 0; i < wh_receivers; i++)); do
@@ -59,6 +57,13 @@ wh_start_receivers() {
     [[ -n $addr ]] || die "receiver $((i % wh_receivers)) did not start"
     wh_urls+=("http://$addr/hook/$i")
   done
+}
+
+# CPU ticks of the receivers so far.
+wh_receivers_ticks() {
+  local pid total=0
+  for pid in "${wh_pids[@]}"; do total=$((total + $(util proc "$pid" | cut -d' ' -f1))); done
+  echo "$total"
 }
 
 # The delivery state of DB as JSON.
@@ -96,8 +101,9 @@ wh_fanout() {
   psql -qXAt "$(db_url "$db_prefix"fanout)" -c "SELECT id FROM customers
       WHERE org_id = 'org_bench' AND mode = 'test' AND status <> 'deleted'
       ORDER BY random() LIMIT $wh_events" >"$work/webhooks-ids.txt"
-  local expected=$((wh_events * wh_endpoints)) t0 cpu0 last=-1 progress now state succeeded
+  local expected=$((wh_events * wh_endpoints)) t0 cpu0 rcpu0 last=-1 progress now state succeeded
   cpu0=$(proc | cut -d' ' -f1)
+  rcpu0=$(wh_receivers_ticks)
   t0=$(date +%s.%N)
   log "fan-out: $wh_events PATCHes (rate ${wh_rate:-0}/s, 0 = unpaced; $wh_writers writers) with $wh_endpoints endpoints"
   wh write "$base" "$token" "$work/webhooks-ids.txt" "$wh_rate" "$wh_writers" >"$work/webhooks-write.json"
@@ -112,7 +118,7 @@ wh_fanout() {
     sleep 0.5
   done
   now=$(date +%s.%N)
-  echo "{\"cpu_s\": $(calc "($(proc | cut -d' ' -f1) - $cpu0) / $clk_tck"), \"wall_s\": $(calc "$now - $t0")}" \
+  echo "{\"cpu_s\": $(calc "($(proc | cut -d' ' -f1) - $cpu0) / $clk_tck"), \"receivers_cpu_s\": $(calc "($(wh_receivers_ticks) - $rcpu0) / $clk_tck"), \"wall_s\": $(calc "$now - $t0"), \"loadavg\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}" \
     >"$work/webhooks-fanout-cpu.json"
   curl -s "$base/metrics" | grep '^webhook_' >"$work/webhooks-fanout-metrics.txt" || true
   state=$(wh_state fanout)
