@@ -43,6 +43,15 @@ wh_stop_receivers() {
   wh_pids=()
 }
 
+# The EXIT trap while receivers run: they stop, then scripts/bench's cleanup (with the status).
+wh_cleanup() {
+  local rc=$?
+  set +e
+  wh_stop_receivers
+  (exit "$rc")
+  cleanup
+}
+
 wh_start_receivers() {
   local i addr
   for ((i = 0; i < wh_receivers; i++)); do
@@ -82,9 +91,11 @@ wh_compare() {
   analysed_copy webhooks
   use_server webhooks "$wh_env" "$bin" hooks_0
   wh create "$base" "$wh_token" "${wh_urls[@]}" >"$work/webhooks-ab-ids.txt"
-  local off="UPDATE webhooks SET enabled = false, disabled_reason = 'manual';
+  # One transaction, the table locked first: the server records and claims meanwhile.
+  local off="BEGIN; LOCK TABLE webhooks, webhook_deliveries IN EXCLUSIVE MODE;
+             UPDATE webhooks SET enabled = false, disabled_reason = 'manual';
              UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL
-              WHERE status = 'pending';"
+              WHERE status = 'pending'; COMMIT;"
   local on="UPDATE webhooks SET enabled = true, disabled_reason = NULL, failing_since = NULL;"
   define_variant hooks_0 "0 endpoints" webhooks "$wh_env" "$off"
   define_variant hooks_20 "$wh_endpoints endpoints" webhooks "$wh_env" "$on"
@@ -207,7 +218,7 @@ webhooks_phase() {
   stop_server
   wh_token=$("$bin" token --org org_bench --scope webhooks:manage --ttl 24h)
   wh_start_receivers
-  trap 'wh_rc=$?; wh_stop_receivers; (exit $wh_rc); cleanup' EXIT
+  trap wh_cleanup EXIT
   [[ ${WEBHOOK_SKIP_AB:-0} == 1 ]] || wh_compare
   [[ ${WEBHOOK_SKIP_FANOUT:-0} == 1 ]] || wh_fanout
   [[ ${WEBHOOK_SKIP_MEMORY:-0} == 1 ]] || wh_memory
