@@ -114,6 +114,11 @@ pub struct ServerSettings {
     pub workers: usize,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// After SIGTERM or SIGINT, how long the instance goes on serving while `/readyz` answers
+    /// 503 (draining), so that a load balancer stops sending it requests before it stops
+    /// accepting them. Zero: stop accepting at once.
+    #[serde(default, with = "humantime_serde")]
+    pub drain_delay: Duration,
     /// `host:port` of a listener of its own for `/metrics` only; empty: `/metrics` is served on
     /// the main listener.
     #[serde(default)]

@@ -78,6 +78,10 @@ pub enum ApiError {
     Internal,
     #[error("the service is temporarily unavailable; retry later")]
     Unavailable,
+    /// `/readyz` of an instance that is stopping (`server.drain_delay`): every other route is
+    /// still served.
+    #[error("this instance is stopping (draining); send requests to another")]
+    Draining,
 }
 
 impl ApiError {
@@ -115,7 +119,7 @@ impl ApiError {
             ApiError::HistoryUnavailable(_) => "history_unavailable",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Internal => "internal_error",
-            ApiError::Unavailable => "service_unavailable",
+            ApiError::Unavailable | ApiError::Draining => "service_unavailable",
         }
     }
 
@@ -127,7 +131,7 @@ impl ApiError {
             | ApiError::IdempotencyInProgress
             | ApiError::IdempotencyKeyReused => "idempotency_error",
             ApiError::RateLimited { .. } => "rate_limit_error",
-            ApiError::Internal | ApiError::Unavailable => "api_error",
+            ApiError::Internal | ApiError::Unavailable | ApiError::Draining => "api_error",
             _ => "invalid_request_error",
         }
     }
@@ -268,7 +272,7 @@ impl ResponseError for ApiError {
             }
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Draining => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -285,7 +289,7 @@ impl ResponseError for ApiError {
                     format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
                 ));
             }
-            ApiError::IdempotencyInProgress | ApiError::Unavailable => {
+            ApiError::IdempotencyInProgress | ApiError::Unavailable | ApiError::Draining => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
             }
             ApiError::RateLimited { retry_after_secs } => {
@@ -304,8 +308,8 @@ impl From<sqlx::Error> for ApiError {
     /// bug (500, logged with the place of the `?`).
     #[track_caller]
     fn from(e: sqlx::Error) -> Self {
-        crate::db::note(&e);
-        if crate::db::is_unavailable(&e) {
+        crate::db::lost::note(&e);
+        if crate::db::lost::is_unavailable(&e) {
             tracing::warn!(error = %e, "database unavailable");
             return ApiError::Unavailable;
         }

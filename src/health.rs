@@ -1,8 +1,12 @@
 //! Operational endpoints: liveness, readiness and metrics.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use actix_web::{web, HttpResponse};
 
 use crate::auth::Gatekeeper;
+use crate::consumers::relay::figures::{self, FiguresCache};
 use crate::error::ApiError;
 use crate::request_context;
 use crate::state::AppState;
@@ -25,6 +29,22 @@ pub fn metrics_route(cfg: &mut web::ServiceConfig) {
     cfg.service(request_context::resource("/metrics").route(web::get().to(metrics)));
 }
 
+/// Set once the instance is leaving (a stop signal arrived): from then on `/readyz` answers 503
+/// `draining` while every other route is served as before, for `server.drain_delay`, so that a
+/// load balancer takes the instance out of rotation before it stops accepting connections.
+#[derive(Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The process is alive; touches nothing else, so it answers even when the database does not.
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
@@ -40,11 +60,15 @@ async fn healthz() -> HttpResponse {
 async fn readyz(
     state: web::Data<AppState>,
     gate: web::Data<Gatekeeper>,
+    draining: web::Data<Draining>,
 ) -> Result<HttpResponse, ApiError> {
+    if draining.is_set() {
+        return Err(ApiError::Draining);
+    }
     if gate.keys.is_ready() && crate::db::is_ready(&state.pool).await {
         let mut events = serde_json::json!({"publishing": state.publishing.get().as_str()});
         if state.publishing.is_enabled() {
-            if let Ok(n) = crate::events::relay::figures::undeliverable(&state.pool).await {
+            if let Ok(n) = figures::undeliverable(&state.pool).await {
                 events["undeliverable"] = n.into();
             }
         }
@@ -60,16 +84,19 @@ async fn readyz(
 
 async fn metrics(
     state: web::Data<AppState>,
-    figures: web::Data<crate::metrics::FiguresCache>,
+    figures: web::Data<FiguresCache>,
     gate: web::Data<Gatekeeper>,
 ) -> HttpResponse {
-    // The database's figures are cached (metrics::cache): a scrape does not count the backlog.
+    // The database's figures are cached (`FiguresCache`): a scrape does not count the backlog.
+    // Left out when the database did not answer.
     let figures = figures
         .get(&state.pool, state.publishing.is_enabled())
-        .await;
+        .await
+        .map(figures::exposition)
+        .unwrap_or_default();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render(&state.pool, figures) + &keys_metrics(&gate))
+        .body(crate::metrics::render(&state.pool) + &figures + &keys_metrics(&gate))
 }
 
 /// The fetched keys' lines: this service's own, like the backlog (a process may run several).

@@ -26,6 +26,9 @@ use crate::{db, events, health, request_context};
 
 pub struct Application {
     port: u16,
+    /// Set at a stop signal: `/readyz` answers 503 for `drain_delay` before the listener closes.
+    draining: web::Data<health::Draining>,
+    drain_delay: std::time::Duration,
     server: Server,
     pool: PgPool,
     stop_background: CancellationToken,
@@ -135,21 +138,29 @@ impl Application {
             })?;
         let port = listener.local_addr()?.port();
         let relay_wake = Arc::new(Notify::new());
-        let publishing =
-            events::relay::PublishingStatus::new(!settings.events.nats_url.expose().is_empty());
-        let webhooks = Arc::new(crate::webhooks::Webhooks::new(settings.webhooks.clone()));
+        let publishing = crate::consumers::relay::PublishingStatus::new(
+            !settings.events.nats_url.expose().is_empty(),
+        );
+        let webhooks = Arc::new(crate::webhooks::shared::Webhooks::new(
+            settings.webhooks.clone(),
+        ));
+        let cursors = web::Data::new(Cursors::new(
+            settings.pagination.cursor_secret.expose().as_bytes(),
+        ));
+        // What the event core's route takes: the pool and the cursors, not the whole state.
+        let pool_data = web::Data::new(pool.clone());
         let state = web::Data::new(AppState {
             pool: pool.clone(),
             idempotency: settings.idempotency.clone(),
             events: settings.events.clone(),
-            cursors: Cursors::new(settings.pagination.cursor_secret.expose().as_bytes()),
+            cursors: cursors.clone(),
             relay_wake: relay_wake.clone(),
             publishing: publishing.clone(),
             recent: Recent::new(settings.cache.customers_mib.saturating_mul(1024 * 1024)),
             webhooks: webhooks.clone(),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));
-        let figures = web::Data::new(crate::metrics::FiguresCache::default());
+        let figures = web::Data::new(crate::consumers::relay::figures::FiguresCache::default());
         let metrics_listener = metrics_listener(&settings)?;
         // With a metrics listener of its own, the main one answers /metrics with 404.
         let health_routes: fn(&mut web::ServiceConfig) = if metrics_listener.is_some() {
@@ -162,6 +173,8 @@ impl Application {
         let gate_for_tasks = gate.clone();
         // The request's bound and its tenant's slot (shared by every worker).
         let deadline = db::deadline::Deadline::new(&settings.database, pool.clone());
+        let draining = web::Data::new(health::Draining::default());
+        let draining_for_stop = draining.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 // Inside the request context, so that its 503 carries the request id.
@@ -171,9 +184,12 @@ impl Application {
                 }))
                 .wrap(middleware::from_fn(request_context::middleware))
                 .app_data(state.clone())
+                .app_data(pool_data.clone())
+                .app_data(cursors.clone())
                 .app_data(gate.clone())
                 .app_data(document.clone())
                 .app_data(figures.clone())
+                .app_data(draining.clone())
                 .configure(crate::customers::routes)
                 .configure(crate::events::routes)
                 .configure(crate::webhooks::routes)
@@ -218,10 +234,10 @@ impl Application {
                 stop_background.clone(),
             ));
         }
-        let relay = tokio::spawn(events::relay::run(
+        let relay = tokio::spawn(crate::consumers::relay::run(
             pool.clone(),
             settings.events.clone(),
-            events::relay::round_limit(&settings.database, &settings.events),
+            crate::consumers::relay::round_limit(&settings.database, &settings.events),
             relay_wake,
             publishing,
             stop_background.clone(),
@@ -230,11 +246,11 @@ impl Application {
             gate_for_tasks.clone(),
             stop_background.clone(),
         ));
-        let webhooks = crate::webhooks::spawn(
+        let webhooks = crate::consumers::dispatcher::spawn(
             pool.clone(),
             webhooks,
             settings.database.acquire_timeout + 2 * settings.database.statement_timeout,
-            crate::webhooks::Sweep {
+            crate::consumers::dispatcher::Sweep {
                 interval: settings.idempotency.sweep_interval,
                 batch: settings.idempotency.sweep_batch,
             },
@@ -248,6 +264,8 @@ impl Application {
         );
         Ok(Self {
             port,
+            draining: draining_for_stop,
+            drain_delay: settings.server.drain_delay,
             server,
             pool,
             stop_background,
@@ -276,10 +294,27 @@ impl Application {
         let handle = self.server.handle();
         let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+        let (draining, delay) = (self.draining.clone(), self.drain_delay);
         tokio::spawn(async move {
             tokio::select! {
                 _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
                 _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+            }
+            // Leaving: /readyz says so at once, and everything is still served for the drain
+            // delay, so that a balancer stops routing here before the listener closes (a
+            // request sent to a closed listener is the balancer's to retry, one sent during
+            // the delay is answered).
+            draining.start();
+            if !delay.is_zero() {
+                tracing::info!(
+                    delay_ms = delay.as_millis() as u64,
+                    "draining: /readyz answers 503 until the listener closes"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = terminate.recv() => tracing::info!("SIGTERM again: stopping now"),
+                    _ = interrupt.recv() => tracing::info!("SIGINT again: stopping now"),
+                }
             }
             handle.stop(true).await;
         });
@@ -326,7 +361,7 @@ fn metrics_listener(settings: &Settings) -> anyhow::Result<Option<TcpListener>> 
 fn serve_metrics(
     listener: TcpListener,
     state: web::Data<AppState>,
-    figures: web::Data<crate::metrics::FiguresCache>,
+    figures: web::Data<crate::consumers::relay::figures::FiguresCache>,
     gate: web::Data<Gatekeeper>,
 ) -> anyhow::Result<(
     u16,

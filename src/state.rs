@@ -2,19 +2,22 @@
 
 use std::sync::Arc;
 
+use actix_web::web;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::configuration::{EventsSettings, IdempotencySettings};
+use crate::consumers::relay::PublishingStatus;
 use crate::customers::recent::Recent;
-use crate::events::relay::PublishingStatus;
 use crate::pagination::Cursors;
 
 pub struct AppState {
     pub pool: PgPool,
     pub idempotency: IdempotencySettings,
     pub events: EventsSettings,
-    pub cursors: Cursors,
+    /// Registered on its own as well: the event core's feed takes it (and the pool), not this
+    /// state, which names the layers above the core.
+    pub cursors: web::Data<Cursors>,
     /// Wakes the event relay after a write commits, so that it publishes at once.
     pub relay_wake: Arc<Notify>,
     /// Whether the relay reaches NATS, for `/readyz`.
@@ -22,5 +25,5 @@ pub struct AppState {
     /// Customers this instance saw lately: a write's guess of the current version.
     pub recent: Recent,
     /// Webhooks: their settings and secrets, and the wake-ups of the dispatcher and senders.
-    pub webhooks: Arc<crate::webhooks::Webhooks>,
+    pub webhooks: Arc<crate::webhooks::shared::Webhooks>,
 }

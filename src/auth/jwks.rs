@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use super::keys::{KeyRing, VerifyKey};
+use super::checks::{Checks, VerifyKey};
 use crate::configuration::{AuthSettings, ConfigError};
 
 /// At most one fetch for unknown kids in this time: a stream of made-up kids costs the identity
@@ -258,8 +258,9 @@ impl RemoteKeys {
         Ok(url)
     }
 
-    /// One fetch; true when the keys were loaded.
-    async fn fetch(&self, ring: &KeyRing) -> bool {
+    /// One fetch; true when the keys were loaded. `forget_verified` is called when the keys
+    /// changed: a token verified with a key that is gone must not be served from memory.
+    async fn fetch(&self, checks: &Checks, forget_verified: &impl Fn()) -> bool {
         let number = {
             let mut demand = self.demand.lock().unwrap_or_else(|e| e.into_inner());
             demand.started += 1;
@@ -271,11 +272,10 @@ impl RemoteKeys {
             let unchanged =
                 self.is_loaded() && *self.body.lock().unwrap_or_else(|e| e.into_inner()) == body;
             if !unchanged {
-                let keys = parse_set(&body, ring.checks())?;
+                let keys = parse_set(&body, checks)?;
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
                 *self.body.lock().unwrap_or_else(|e| e.into_inner()) = body;
-                // A token verified with a key that is gone must not be served from memory.
-                ring.forget_verified();
+                forget_verified();
             }
             anyhow::Ok(unchanged)
         }
@@ -304,15 +304,17 @@ impl RemoteKeys {
 
 /// Keeps the fetched keys fresh until `stop`: a fetch now, then every `auth.jwks_refresh`, sooner
 /// after a failure, and at once when an unknown kid asks for one.
-pub(super) async fn run(ring: &KeyRing, stop: CancellationToken) {
-    let Some(remote) = ring.remote() else {
-        return;
-    };
+pub(super) async fn run(
+    remote: &RemoteKeys,
+    checks: &Checks,
+    forget_verified: impl Fn(),
+    stop: CancellationToken,
+) {
     let mut failures = 0u32;
     loop {
         let ok = tokio::select! {
             _ = stop.cancelled() => return,
-            ok = remote.fetch(ring) => ok,
+            ok = remote.fetch(checks, &forget_verified) => ok,
         };
         let wait = if ok {
             failures = 0;

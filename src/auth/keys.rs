@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
+use super::checks::{Checks, VerifyKey};
+use super::jwks::RemoteKeys;
 use super::pem::{decoding_key, encoding_key, parse_alg, read_file};
 use super::Claims;
 use crate::configuration::{AuthSettings, ConfigError};
@@ -18,43 +20,6 @@ const MAX_TOKEN_BYTES: usize = 4096;
 /// How many verified tokens are remembered. A caller sends the same short-lived token with
 /// every request, and verifying it (base64, JSON, HMAC or RSA) was a third of a GET's CPU.
 const VERIFIED_TOKENS: usize = 10_000;
-
-pub(super) struct VerifyKey {
-    pub(super) key: DecodingKey,
-    pub(super) validation: Validation,
-}
-
-/// The checks every key applies besides its signature: leeway, issuer and audience.
-pub(super) struct Checks {
-    leeway: u64,
-    issuer: Option<String>,
-    audience: Option<String>,
-}
-
-impl Checks {
-    pub(super) fn validation(&self, alg: Algorithm) -> Validation {
-        let mut v = Validation::new(alg);
-        v.leeway = self.leeway;
-        v.validate_nbf = true;
-        let mut required = vec!["exp"];
-        match &self.issuer {
-            None => v.iss = None,
-            Some(issuer) => {
-                v.set_issuer(&[issuer]);
-                required.push("iss");
-            }
-        }
-        match &self.audience {
-            None => v.validate_aud = false,
-            Some(audience) => {
-                v.set_audience(&[audience]);
-                required.push("aud");
-            }
-        }
-        v.set_required_spec_claims(&required);
-        v
-    }
-}
 
 /// Why a token was not verified: refused, or signed with a kid that a fetch of the identity
 /// provider's keys might bring.
@@ -74,7 +39,7 @@ pub struct KeyRing {
     /// the same kid.
     keys: HashMap<String, VerifyKey>,
     /// Keys fetched from `auth.jwks_url` / `auth.oidc_issuer`.
-    remote: Option<super::jwks::RemoteKeys>,
+    remote: Option<RemoteKeys>,
     checks: Checks,
     pub(super) signing: Option<(String, Algorithm, EncodingKey)>,
     /// Put into minted tokens so that they pass this service's own checks.
@@ -147,7 +112,7 @@ impl KeyRing {
         }
         Ok(Self {
             keys,
-            remote: super::jwks::RemoteKeys::from_settings(settings)?,
+            remote: RemoteKeys::from_settings(settings)?,
             issuer: checks.issuer.clone(),
             audience: checks.audience.clone(),
             checks,
@@ -192,7 +157,7 @@ impl KeyRing {
         &self.checks
     }
 
-    pub(super) fn remote(&self) -> Option<&super::jwks::RemoteKeys> {
+    pub(super) fn remote(&self) -> Option<&RemoteKeys> {
         self.remote.as_ref()
     }
 

@@ -1,6 +1,7 @@
 //! Authentication and tenancy (docs/api-rules.md#authentication): bearer JWTs verified with
 //! `jsonwebtoken`, keys chosen by `kid`, tenant = (org, mode), scopes with implication.
 
+mod checks;
 mod jwks;
 mod keys;
 mod mint;
@@ -208,5 +209,8 @@ fn caller(req: &HttpRequest, claims: &Claims) -> Result<Caller, ApiError> {
 /// Keeps the keys fetched from an identity provider fresh until `stop` (returns at once when
 /// none are configured).
 pub async fn keep_keys_fresh(gate: web::Data<Gatekeeper>, stop: CancellationToken) {
-    jwks::run(&gate.keys, stop).await;
+    let keys = &gate.keys;
+    if let Some(remote) = keys.remote() {
+        jwks::run(remote, keys.checks(), || keys.forget_verified(), stop).await;
+    }
 }

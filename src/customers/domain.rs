@@ -1,43 +1,11 @@
-//! The customer's own types: its id, type, status and version (the ETag), each parsed once at
-//! the edge and carried typed from there.
+//! The customer's own types: its type, status and version (the ETag), each parsed once at the
+//! edge and carried typed from there (its id, which its events carry too, is `crate::ids`).
 
 use actix_web::http::header::{HeaderMap, IF_MATCH};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-
-/// `cus_` + a ULID (26 Crockford base32 characters): unguessable (80 random bits) and ordered
-/// by creation time. A value of this type is always well-formed, so an id that cannot exist is
-/// answered without a query.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, sqlx::Type)]
-#[sqlx(transparent)]
-pub struct CustomerId(String);
-
-impl CustomerId {
-    /// A new id, and the instant its ULID carries (the customer's `createdAt`, so that ordering
-    /// by (created_at, id) and by id agree).
-    pub fn generate() -> (Self, DateTime<Utc>) {
-        let ulid = ulid::Ulid::new();
-        let created_at = DateTime::from_timestamp_millis(ulid.timestamp_ms() as i64)
-            .unwrap_or_else(super::service::now);
-        (Self(format!("cus_{ulid}")), created_at)
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        let ulid = s.strip_prefix("cus_")?;
-        let well_formed = ulid.len() == 26
-            && ulid
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b.is_ascii_uppercase() && !b"ILOU".contains(&b)));
-        well_formed.then(|| Self(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// Declares a closed set of lowercase words stored as `text` (with a CHECK in the schema).
 macro_rules! text_enum {
@@ -193,25 +161,6 @@ impl IfMatch {
 mod tests {
     use super::*;
     use actix_web::http::header::HeaderValue;
-
-    #[test]
-    fn ids_are_parsed_not_validated() {
-        assert!(CustomerId::parse("cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4E").is_some());
-        for bad in [
-            "",
-            "cus_",
-            "01JD7Q4X2V6W8Y9Z0A1B2C3D4E",
-            "cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4",
-            "cus_01jd7q4x2v6w8y9z0a1b2c3d4e",
-            "cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4I",
-            "cus_01JD7Q4X2V6W8Y9Z0A1B2C3D4EE",
-        ] {
-            assert!(CustomerId::parse(bad).is_none(), "{bad}");
-        }
-        let (id, created_at) = CustomerId::generate();
-        assert_eq!(CustomerId::parse(id.as_str()), Some(id));
-        assert!(created_at <= Utc::now());
-    }
 
     fn if_match(values: &[&str]) -> IfMatch {
         let mut headers = HeaderMap::new();

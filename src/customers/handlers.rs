@@ -11,16 +11,18 @@ use utoipa::IntoParams;
 
 use serde_json::{Map, Value};
 
-use super::domain::{CustomerId, IfMatch};
-use super::input;
+use super::as_of;
+use super::domain::IfMatch;
+use super::integers;
 use super::list::{ListParams, ListPosition, ListQuery};
 use super::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, ListedCustomer};
 use super::repo::{self, FindClaiming};
 use super::service::{self, Done, Target};
 use crate::auth::{Caller, Scope};
 use crate::error::ApiError;
-use crate::events::{self, Origin};
+use crate::events::Origin;
 use crate::idempotency::{Begun, KeyedRequest, Write};
+use crate::ids::CustomerId;
 use crate::json_body::JsonBody;
 use crate::state::AppState;
 use crate::tenant::Tenant;
@@ -48,7 +50,7 @@ pub async fn create(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?;
-    let body = input::canonical_body(body.read().await?);
+    let body = integers::canonical_body(body.read().await?);
     let keyed = KeyedRequest::from_headers(req.headers(), &Method::POST, req.path(), Some(&body))?;
     let mut write = match Write::begin(&state.pool, &state.idempotency, tenant, keyed).await? {
         Begun::Fresh(write, ()) => write,
@@ -97,7 +99,7 @@ pub async fn retrieve(
             state.recent.remember(tenant, &customer);
             (customer.to_json(), customer.version)
         }
-        Some(at) => events::as_of::customer_as_of(&mut conn, tenant, &id, &customer, at).await?,
+        Some(at) => as_of::customer_as_of(&mut conn, tenant, &id, &customer, at).await?,
     };
     Ok(HttpResponse::Ok()
         .content_type("application/json")
@@ -148,7 +150,7 @@ pub async fn update(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Write)?;
-    let body = input::canonical_body(body.read().await?);
+    let body = integers::canonical_body(body.read().await?);
     let update = async |write: &mut Write, target: Target<'_>, origin: &Origin| {
         service::update(write, target, origin, &body).await
     };

@@ -9,15 +9,6 @@
 use serde_json::{Map, Value};
 
 use crate::error::{FieldError, PARAMETER_NOT_UPDATABLE, PARAMETER_UNKNOWN};
-use crate::json_body::JsonObject;
-
-/// A create or PATCH body, with its integer fields in their one spelling (`8e4` → `80000`), so
-/// that the merge, validation and the idempotency fingerprint all see the integer.
-pub fn canonical_body(body: JsonObject) -> Map<String, Value> {
-    let JsonObject { mut object, raw } = body;
-    super::integers::canonical_integers(&mut object, &raw);
-    object
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {

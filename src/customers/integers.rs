@@ -13,6 +13,15 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::input::integer_fields;
+use crate::json_body::JsonObject;
+
+/// A create or PATCH body, with its integer fields in their one spelling (`8e4` → `80000`), so
+/// that the merge, validation and the idempotency fingerprint all see the integer.
+pub fn canonical_body(body: JsonObject) -> Map<String, Value> {
+    let JsonObject { mut object, raw } = body;
+    canonical_integers(&mut object, &raw);
+    object
+}
 
 /// What a JSON number lexeme is, as a mathematical value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

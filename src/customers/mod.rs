@@ -2,8 +2,8 @@
 //!
 //! A PATCH, from the route to the database and back:
 //!
-//! 1. `handlers::update` extracts the caller (scope), the body (`input::canonical_body`), the
-//!    `Idempotency-Key`, `If-Match` and the id (`domain::CustomerId::parse`);
+//! 1. `handlers::update` extracts the caller (scope), the body (`integers::canonical_body`), the
+//!    `Idempotency-Key`, `If-Match` and the id (`ids::CustomerId::parse`);
 //! 2. `idempotency::Write::begin_reading` claims the key and reads the customer in one
 //!    statement (`repo::FindClaiming`), or answers with what the key already holds;
 //! 3. `service::update` → `service::change` reads (`repo::find`) unless the claim did, checks
@@ -13,8 +13,11 @@
 //! 5. `Write::finish` stores the reply (if not stored yet) and commits;
 //! 6. the handler returns the reply; the request middleware adds the request id and logs.
 
+pub mod as_of;
 pub mod domain;
+pub mod events;
 pub mod handlers;
+pub mod history;
 pub mod input;
 pub mod integers;
 pub mod json_text;
@@ -30,6 +33,7 @@ use actix_web::web;
 use sqlx::PgConnection;
 
 use crate::error::ApiError;
+use crate::ids::CustomerId;
 use crate::request_context;
 use crate::tenant::Tenant;
 
@@ -38,7 +42,7 @@ use crate::tenant::Tenant;
 pub async fn exists(
     conn: &mut PgConnection,
     tenant: &Tenant,
-    id: &domain::CustomerId,
+    id: &CustomerId,
 ) -> Result<(), ApiError> {
     repo::find_to_show(conn, tenant, id)
         .await?
@@ -62,5 +66,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         request_context::resource("/v1/customers/{id}/activate")
             .route(web::post().to(handlers::activate)),
+    )
+    .service(
+        request_context::resource("/v1/customers/{id}/events")
+            .route(web::get().to(history::history)),
     );
 }

@@ -7,9 +7,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::domain::{CustomerId, CustomerStatus, CustomerType, Version, Xmin};
+use super::domain::{CustomerStatus, CustomerType, Version, Xmin};
 use super::json_text::{JsonText, StoredJson};
 use super::validation::{CustomerFields, Name, Policy};
+use crate::ids::CustomerId;
 
 /// One row of `customers`, as every query returns it. Its JSON members (policy, metadata) are
 /// values (`J = Value`) where the service works with them, and the stored JSON text where it

@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::domain::CustomerId;
 use super::model::{Customer, Member};
+use crate::ids::CustomerId;
 use crate::tenant::Tenant;
 
 type Key = (Tenant, CustomerId);

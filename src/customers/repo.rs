@@ -17,11 +17,12 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 use tracing::Instrument;
 
-use super::domain::{CustomerId, CustomerStatus, CustomerType, Version, Xmin};
+use super::domain::{CustomerStatus, CustomerType, Version, Xmin};
 use super::json_text::StoredJson;
 use super::model::{Customer, ListedCustomer};
 use crate::events::EventRecord;
 use crate::idempotency::{query_claiming, query_saving, Claim, ReadWithClaim, SaveReply};
+use crate::ids::CustomerId;
 use crate::tenant::Tenant;
 
 /// The SELECT of one customer by id, with its JSON members either decoded (`"policy, metadata"`

@@ -6,29 +6,24 @@
 //! it: only the handler knows when the write has committed.
 
 use actix_web::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::{Connection, PgConnection};
 
-use super::domain::{CustomerId, CustomerStatus, IfMatch};
+use super::domain::{CustomerStatus, IfMatch};
+use super::events;
 use super::input::BodyKind;
 use super::model::Customer;
 use super::patch::{self, Outcome};
 use super::recent::Recent;
 use super::repo;
+use crate::clock::now;
 use crate::error::ApiError;
 use crate::events::{EventRecord, EventType, Origin};
 use crate::idempotency::{Reply, Saver, Write};
+use crate::ids::CustomerId;
 
 /// Optimistic rounds before a write locks the row to be sure of making progress.
 const OPTIMISTIC_ROUNDS: usize = 3;
-
-/// The service's clock, at the millisecond precision the API shows, so stored and shown times
-/// are the same value.
-pub fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
-}
 
 /// What a write of one customer did: its reply, and the version it wrote, if it wrote one.
 /// The handler remembers that version only once the write has committed
@@ -66,7 +61,9 @@ pub async fn create(
     let mut customer = Customer::new(id, kind, values, created_at);
     let mut reply = reply(&customer, StatusCode::CREATED);
     reply.location = Some(format!("/v1/customers/{}", customer.id.as_str()));
-    let event = origin.event(EventType::Created, None, &customer, &reply.body);
+    let event = origin.event(EventType::Created, || {
+        events::change(None, &customer, &reply.body)
+    });
     let saver = write.saver();
     let (save, event) = (saver.save(&reply), EventRecord(event.as_ref()));
     let written = repo::insert(write.conn(), &save, &event, &customer).await?;
@@ -288,9 +285,9 @@ impl<D: Fn(&Customer) -> Result<Option<Customer>, ApiError>> Round<'_, D> {
             return Err(ApiError::internal("a customer read without its xmin"));
         };
         let reply = reply(&next, StatusCode::OK);
-        let event = self
-            .origin
-            .event(self.kind, Some(&current), &next, &reply.body);
+        let event = self.origin.event(self.kind, || {
+            events::change(Some(&current), &next, &reply.body)
+        });
         let (save, event) = (self.saver.save(&reply), EventRecord(event.as_ref()));
         let written = repo::update(conn, &save, &event, expected, &next).await?;
         let Some(xmin) = written.xmin else {

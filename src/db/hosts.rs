@@ -19,7 +19,7 @@ use std::time::Duration;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Connection;
 
-use super::url::{split_hosts, take_session_attrs};
+use super::url::{split_hosts, take_session_attrs, UrlError};
 
 /// The hosts of `database.url`, each with the options of the whole URL, and which one is in use.
 #[derive(Debug, Clone)]
@@ -36,17 +36,6 @@ struct Host {
     options: PgConnectOptions,
     /// `host:port`, for log lines (the URL itself carries the password and is never logged).
     label: String,
-}
-
-/// What is wrong with a URL. Never contains the URL (it may hold a password).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UrlError(String);
-
-impl UrlError {
-    pub(super) fn new(reason: String) -> Self {
-        Self(reason)
-    }
 }
 
 /// Bounds a probe (connect, and the recovery check) of one host.
@@ -75,8 +64,8 @@ impl Hosts {
         let parse = |url: &str| {
             let options = url
                 .parse::<PgConnectOptions>()
-                .map_err(|e| UrlError(format!("is not a valid PostgreSQL URL: {e}")))?;
-            super::tls::libpq_rules(options, system_roots).map_err(UrlError)
+                .map_err(|e| UrlError::new(format!("is not a valid PostgreSQL URL: {e}")))?;
+            super::tls::libpq_rules(options, system_roots).map_err(UrlError::new)
         };
         let hosts = match parsed {
             None => vec![parse(&url)?],

@@ -84,7 +84,7 @@ async fn run(pool: PgPool, mut hosts: Hosts, stop: CancellationToken) {
             // Connections to the host left behind must not be handed out again.
             super::retire_older_connections();
             pool.set_connect_options(hosts.selected().clone());
-            super::host_changed_signal().notify_waiters();
+            super::lost::host_changed_signal().notify_waiters();
             tracing::warn!(
                 from = hosts.label(in_use),
                 to = hosts.label(selected),
@@ -100,7 +100,7 @@ async fn run(pool: PgPool, mut hosts: Hosts, stop: CancellationToken) {
                     conn.close().await.ok();
                     return;
                 }
-                _ = super::wait_for_lost_connection() => break "a request lost its connection",
+                _ = super::lost::wait_for_lost_connection() => break "a request lost its connection",
                 _ = tokio::time::sleep(HEARTBEAT) => {}
             }
             let check = async {

@@ -1,7 +1,16 @@
 //! The text of a multi-host URL, which sqlx does not parse: the host list, and
 //! `target_session_attrs` (see [`super::hosts`]). Errors never contain the URL.
 
-use super::hosts::UrlError;
+/// What is wrong with a URL. Never contains the URL (it may hold a password).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UrlError(String);
+
+impl UrlError {
+    pub(super) fn new(reason: String) -> Self {
+        Self(reason)
+    }
+}
 
 /// Removes `target_session_attrs` from the query string; true for a read-write target.
 pub(super) fn take_session_attrs(url: &str) -> Result<(String, bool), UrlError> {

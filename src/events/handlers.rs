@@ -1,18 +1,20 @@
-//! The event routes: a customer's history (newest first) and the tenant's feed (oldest first).
+//! The tenant's feed (oldest first), and how a page of events is shown (a customer's history,
+//! newest first, is the customers resource's route: `customers::history`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 
 use super::model::EventType;
 use super::repo::{self, FeedFilter, FeedPosition, StoredEvent};
 use crate::auth::{Caller, Scope};
-use crate::customers::domain::CustomerId;
 use crate::error::ApiError;
+use crate::ids::CustomerId;
 use crate::limits::PAGE_SIZE_DEFAULT;
+use crate::pagination::Cursors;
 use crate::query;
-use crate::state::AppState;
 use crate::tenant::Tenant;
 
 /// A page of events.
@@ -67,89 +69,13 @@ pub struct EventActor {
 #[allow(dead_code)]
 pub struct EventData {
     /// The customer after the change, exactly as GET showed it at this version.
-    #[schema(value_type = crate::customers::model::CustomerOut)]
+    #[schema(schema_with = customer_object)]
     object: serde_json::Value,
     /// Absent on `customer.created`: a merge patch holding the old value of each member that
     /// changed (null where the member did not exist); merged into `object` it gives the customer
     /// before the change.
     #[schema(value_type = Option<Object>, nullable = false)]
     previous: Option<serde_json::Value>,
-}
-
-/// Where a customer's history page ends: the last version shown.
-#[derive(Serialize, Deserialize)]
-struct HistoryPosition {
-    v: i64,
-}
-
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-struct HistoryParams {
-    /// Page size, 1 to 100 (default 50).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<i64>,
-    /// `nextCursor` of the previous page.
-    cursor: Option<String>,
-}
-
-/// The path of one customer's events.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-struct EventsPath {
-    /// Customer ID (cus_...)
-    id: String,
-}
-
-#[utoipa::path(
-    get, path = "/v1/customers/{id}/events", tag = "Events", operation_id = "listCustomerEvents",
-    summary = "A customer's change history, newest first (deleted customers too)",
-    params(EventsPath, HistoryParams),
-    responses((status = 200, description = "A page of the customer's events", body = EventList))
-)]
-pub async fn history(
-    req: HttpRequest,
-    caller: Caller,
-    id: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let tenant = caller.require(Scope::Read)?;
-    let (mut limit, mut cursor) = (PAGE_SIZE_DEFAULT, None);
-    for pair in query::pairs(req.query_string())? {
-        let (name, value) = pair?;
-        match name.as_str() {
-            "limit" => limit = query::limit(&value)?,
-            "cursor" => cursor = Some(value),
-            other => return Err(query::unknown(other)),
-        }
-    }
-    let id = CustomerId::parse(&id).ok_or_else(ApiError::not_found)?;
-    let scope = format!(
-        "history\n{}\n{}\n{}",
-        tenant.org,
-        tenant.mode.as_str(),
-        id.as_str()
-    );
-    let before = match cursor {
-        Some(c) => Some(state.cursors.open::<HistoryPosition>(&c, &scope)?.v),
-        None => None,
-    };
-    let mut conn = crate::db::acquire(&state.pool).await?;
-    crate::customers::exists(&mut conn, tenant, &id).await?;
-    let mut events = repo::history(&mut *conn, tenant, &id, before, limit + 1).await?;
-    drop(conn);
-    let has_more = events.len() as i64 > limit;
-    events.truncate(limit as usize);
-    let next_cursor = match events.last() {
-        Some(last) if has_more => Some(
-            state
-                .cursors
-                .issue(&HistoryPosition { v: last.version }, &scope),
-        ),
-        _ => None,
-    };
-    page(events, next_cursor, has_more)
 }
 
 #[derive(IntoParams)]
@@ -178,7 +104,8 @@ struct FeedParams {
 pub async fn feed(
     req: HttpRequest,
     caller: Caller,
-    state: web::Data<AppState>,
+    pool: web::Data<PgPool>,
+    cursors: web::Data<Cursors>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = caller.require(Scope::Read)?;
     let (mut limit, mut after, mut filter) = (PAGE_SIZE_DEFAULT, None, FeedFilter::default());
@@ -202,14 +129,14 @@ pub async fn feed(
     }
     let scope = feed_scope(tenant, &filter);
     let after: FeedCursor = match after {
-        Some(c) => state.cursors.open(&c, &scope)?,
+        Some(c) => cursors.open(&c, &scope)?,
         None => FeedCursor::default(),
     };
     let read = match &filter.customer {
         // An id that cannot exist has no events, as one of another tenant.
         Some(customer) if CustomerId::parse(customer).is_none() => None,
         _ => {
-            let mut conn = crate::db::acquire(&state.pool).await?;
+            let mut conn = crate::db::acquire(&pool).await?;
             let position = FeedPosition {
                 feed_xid: after.x,
                 seq: after.s,
@@ -233,8 +160,19 @@ pub async fn feed(
         Some(read) => next_page(read, after, limit, filter.customer.is_some()),
     };
     // Always a cursor: a caught-up consumer polls with the one it has.
-    let next_cursor = Some(state.cursors.issue(&next, &scope));
+    let next_cursor = Some(cursors.issue(&next, &scope));
     page(events, next_cursor, has_more)
+}
+
+/// `data.object`'s schema: the customers resource's `Customer`, named rather than imported, so
+/// that the event core depends on no resource (the document lists that schema itself).
+fn customer_object() -> utoipa::openapi::Ref {
+    utoipa::openapi::schema::RefBuilder::new()
+        .description(Some(
+            "The customer after the change, exactly as GET showed it at this version.",
+        ))
+        .ref_location_from_schema_name("Customer")
+        .build()
 }
 
 /// Where a reading of the feed resumes: after the feed position (x, s), and, for one
@@ -298,7 +236,8 @@ fn feed_scope(tenant: &Tenant, filter: &FeedFilter) -> String {
     )
 }
 
-fn page(
+/// A page of events, each exactly as stored.
+pub fn page(
     events: Vec<StoredEvent>,
     next_cursor: Option<String>,
     has_more: bool,

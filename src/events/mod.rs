@@ -1,26 +1,22 @@
-//! Change history and events (docs/events.md): every change to a customer is recorded as an
-//! event in its own transaction, by the customer writes (`customers::repo`). Here: the event
-//! object (`model`), the reads of the history, the feed and as-of (`repo`, `as_of`), their
-//! routes (`handlers`), and the relay that publishes committed events to NATS JetStream
-//! (`relay`).
+//! The event core (docs/events.md): a layer below the resources that stores and reads events
+//! and knows nothing of customers. A customer write hands it what its event holds
+//! (`model::Change`, made in `customers::events`) and records the event in its own statement
+//! (`customers::repo`, binding `model::EventRecord`). Here: the event object (`model`), the
+//! reads of a history, the feed and around an instant (`repo`), the feed's route (`handlers`),
+//! and the optional retention (`retention`). What follows the committed events (the JetStream
+//! relay, the webhook dispatcher) are consumers above it, in `crate::consumers`.
 
-pub mod as_of;
 pub mod handlers;
 pub mod model;
-pub mod relay;
 pub mod repo;
 pub mod retention;
 
 use actix_web::web;
 
-pub use model::{EventRecord, EventType, NewEvent, Origin};
+pub use model::{Change, EventRecord, EventType, NewEvent, Origin};
 
 use crate::request_context;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        request_context::resource("/v1/customers/{id}/events")
-            .route(web::get().to(handlers::history)),
-    )
-    .service(request_context::resource("/v1/events").route(web::get().to(handlers::feed)));
+    cfg.service(request_context::resource("/v1/events").route(web::get().to(handlers::feed)));
 }

@@ -19,6 +19,7 @@
 //! for (bounded), because its claim row is uncommitted; several instances on one database behave
 //! the same. Without a key every statement is its own transaction and nothing is stored.
 
+mod binds;
 mod reply;
 mod sql;
 mod store;
@@ -31,9 +32,10 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 
+pub use binds::{Claim, SaveReply, Saver};
 pub use reply::Reply;
 pub(crate) use sql::{query_claiming, query_saving};
-pub use write::{Begun, Claim, ReadWithClaim, SaveReply, Saver, Write};
+pub use write::{Begun, ReadWithClaim, Write};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");

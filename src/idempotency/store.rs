@@ -5,8 +5,8 @@ use actix_web::http::StatusCode;
 use sqlx::PgConnection;
 use tracing::Instrument;
 
+use super::binds::{Claim, SaveReply};
 use super::sql::{query_claiming, query_saving};
-use super::write::{Claim, SaveReply};
 use super::Reply;
 
 /// A key that a claim found taken.

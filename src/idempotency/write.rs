@@ -1,13 +1,13 @@
 //! [`Write`]: the handle a write route drives, from the claim of its key to the commit.
 
 use std::future::Future;
-use std::time::Duration;
 use tracing::Instrument;
 
 use actix_web::HttpResponse;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
+use super::binds::{Claim, SaveReply, Saver};
 use super::store::{self, Taken};
 use super::{claim_error, KeyedRequest, Reply};
 use crate::configuration::IdempotencySettings;
@@ -22,37 +22,6 @@ pub enum Begun<T> {
     Replay(HttpResponse),
 }
 
-/// A key about to be claimed by a write, with everything its claim statement binds.
-pub struct Claim {
-    tenant: Tenant,
-    keyed: KeyedRequest,
-    retention: Duration,
-    wait: Duration,
-}
-
-impl Claim {
-    pub fn org(&self) -> &str {
-        &self.tenant.org
-    }
-    pub fn mode(&self) -> &'static str {
-        self.tenant.mode.as_str()
-    }
-    pub fn key(&self) -> &str {
-        self.keyed.key.as_str()
-    }
-    pub fn fingerprint(&self) -> &[u8] {
-        &self.keyed.fingerprint
-    }
-    /// Seconds a claimed key is kept.
-    pub fn retention_secs(&self) -> f64 {
-        self.retention.as_secs_f64()
-    }
-    /// The `lock_timeout` (ms, as text) for waiting on a duplicate still in flight.
-    pub fn wait_ms(&self) -> String {
-        self.wait.as_millis().max(1).to_string()
-    }
-}
-
 /// A read that can run in the same statement as the claim of a key: one round trip for both.
 /// What it reads comes from before any wait on the key, so it may be stale by the time the key
 /// is this write's; the write must treat it as a hint (a compare-and-set catches a stale one).
@@ -64,55 +33,6 @@ pub trait ReadWithClaim {
         conn: &mut PgConnection,
         claim: &Claim,
     ) -> impl Future<Output = Result<(bool, Self::Output), sqlx::Error>>;
-}
-
-/// The tenant and key of a write, for its write statements to store the reply with.
-pub struct Saver {
-    tenant: Tenant,
-    key: Option<String>,
-}
-
-impl Saver {
-    /// What a write statement binds to store `reply` in the same statement.
-    pub fn save<'a>(&'a self, reply: &'a Reply) -> SaveReply<'a> {
-        SaveReply {
-            tenant: &self.tenant,
-            key: self.key.as_deref(),
-            reply,
-        }
-    }
-}
-
-/// What a write statement binds to store a reply under the write's key in the same statement
-/// (see `idempotency::query_saving!`). Without a key, the key is NULL and nothing is stored.
-pub struct SaveReply<'a> {
-    tenant: &'a Tenant,
-    key: Option<&'a str>,
-    reply: &'a Reply,
-}
-
-impl SaveReply<'_> {
-    pub fn org(&self) -> &str {
-        &self.tenant.org
-    }
-    pub fn mode(&self) -> &'static str {
-        self.tenant.mode.as_str()
-    }
-    pub fn key(&self) -> Option<&str> {
-        self.key
-    }
-    pub fn status(&self) -> i16 {
-        self.reply.status.as_u16() as i16
-    }
-    pub fn body(&self) -> &[u8] {
-        &self.reply.body
-    }
-    pub fn location(&self) -> Option<&str> {
-        self.reply.location.as_deref()
-    }
-    pub fn etag(&self) -> Option<&str> {
-        self.reply.etag.as_deref()
-    }
 }
 
 enum Conn {

@@ -1,19 +1,13 @@
 //! Prometheus metrics. Labels are route templates (`/v1/customers/{id}`), never raw paths, so
 //! the number of series stays bounded and no id reaches the metrics.
 
-mod cache;
-
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use sqlx::PgPool;
-
-use crate::events::relay::figures::Figures;
-
-pub use cache::FiguresCache;
 
 struct Metrics {
     registry: Registry,
@@ -155,9 +149,9 @@ pub fn observe_publication_lag(seconds: f64) {
     METRICS.publication_lag.observe(seconds);
 }
 
-/// The text exposition, with the pool gauges read now, and the database's figures (`None`: the
-/// database did not answer; their gauges are left out).
-pub fn render(pool: &PgPool, figures: Option<Figures>) -> String {
+/// The text exposition, with the pool gauges read now. The database's figures about events are
+/// the relay's to render (`consumers::relay::figures::exposition`).
+pub fn render(pool: &PgPool) -> String {
     let waiting = crate::db::waiting();
     let m = &*METRICS;
     let size = i64::from(pool.size());
@@ -168,56 +162,7 @@ pub fn render(pool: &PgPool, figures: Option<Figures>) -> String {
     let mut out = Vec::new();
     let _ = TextEncoder::new().encode(&m.registry.gather(), &mut out);
     let _ = TextEncoder::new().encode(&WEBHOOK_METRICS.registry.gather(), &mut out);
-    if let Some(figures) = figures {
-        // A registry of this scrape's own: the values belong to this server's database, not to
-        // the process (tests run several servers in one process).
-        let _ = TextEncoder::new().encode(&figure_families(figures), &mut out);
-    }
     String::from_utf8(out).unwrap_or_default()
-}
-
-fn figure_families(figures: Figures) -> Vec<prometheus::proto::MetricFamily> {
-    let registry = Registry::new();
-    let gauge = |name: &str, help: &str, value: f64| {
-        let gauge = Gauge::new(name, help).expect("valid metric");
-        gauge.set(value);
-        let _ = registry.register(Box::new(gauge));
-    };
-    let int_gauge = |name: &str, help: &str, value: i64| {
-        let gauge = IntGauge::new(name, help).expect("valid metric");
-        gauge.set(value);
-        let _ = registry.register(Box::new(gauge));
-    };
-    int_gauge(
-        "events_feed_horizon_lag_transactions",
-        "Transaction ids assigned since the oldest transaction still running in the cluster began: the feed shows nothing past it",
-        figures.horizon.transactions,
-    );
-    gauge(
-        "events_feed_held_back_seconds",
-        "Seconds since the next committed event the feed's horizon holds back was recorded; 0 when none is held back",
-        figures.horizon.held_back_seconds,
-    );
-    if let Some(backlog) = figures.backlog {
-        int_gauge(
-            "events_unpublished",
-            "Events after the relay position, not yet acknowledged by JetStream (counted up to 1000000)",
-            backlog.unpublished,
-        );
-        gauge(
-            "events_oldest_unpublished_age_seconds",
-            "Seconds since the oldest unpublished event was recorded; 0 when none waits",
-            backlog.oldest_age_seconds,
-        );
-    }
-    if let Some(n) = figures.undeliverable {
-        int_gauge(
-            "events_undeliverable",
-            "Events set aside because JetStream refused them for good (event_undeliverable)",
-            n,
-        );
-    }
-    registry.gather()
 }
 
 /// Webhook deliveries (docs/webhooks.md#operators): attempts by outcome, the time from an

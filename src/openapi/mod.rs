@@ -20,9 +20,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::configuration::Settings;
 use crate::customers::domain::{CustomerStatus, CustomerType};
-use crate::customers::handlers;
 use crate::customers::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, NameOut};
 use crate::customers::validation::{Limits, Policy};
+use crate::customers::{handlers, history};
 use crate::error::{ErrorBody, ErrorDetails, ErrorEnvelope, FieldError};
 use crate::events::handlers::{self as events_handlers, Event, EventActor, EventData, EventList};
 use crate::events::EventType;
@@ -91,7 +91,7 @@ fn is_null(schema: &RefOr<Schema>) -> bool {
         handlers::update,
         handlers::delete,
         handlers::activate,
-        events_handlers::history,
+        history::history,
         events_handlers::feed,
         webhooks_handlers::list,
         webhooks_handlers::create,

@@ -11,7 +11,7 @@ use super::input::{self, BodyKind, Members};
 use super::model::{self, Webhook, Writable};
 use super::repo::{self, deliveries};
 use super::secret::SigningSecret;
-use super::Webhooks;
+use super::shared::Webhooks;
 use crate::error::{ApiError, FieldError};
 use crate::idempotency::Reply;
 use crate::tenant::Tenant;

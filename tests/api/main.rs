@@ -20,6 +20,7 @@ mod feed_horizon;
 mod hostile;
 mod idempotency;
 mod integers;
+mod layers;
 mod list;
 mod metrics_listener;
 mod opaque_cursors;

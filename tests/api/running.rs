@@ -301,3 +301,53 @@ async fn a_directory_default_does_not_undo_the_profile() {
         .unwrap_or_else(|e| panic!("the production profile logs JSON ({e}): {first}"));
     assert!(line["timestamp"].is_string());
 }
+
+/// With `server.drain_delay`, a stop signal first makes `/readyz` answer 503 `draining` while
+/// every route is still served, on new connections too, so that a load balancer takes the
+/// instance out of rotation before its listener closes; then the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_signal_first_drains_readyz_while_every_route_is_served() {
+    let app = spawn_app().await; // only for its database and a customer in it
+    let id = app.create_id(json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let url = database_url(&app.db_options);
+    let mut service = spawn_in(dir.path(), |cmd| {
+        cmd.env("DATABASE_URL", &url)
+            .env("CUSTOMERS_API__SERVER__DRAIN_DELAY", "4s");
+    });
+    service.wait_ready(&client).await;
+    let ready = client.get(service.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "ready before the signal");
+
+    service.signal(Signal::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fresh = reqwest::Client::new(); // new connections, not the pooled ones
+    let ready = fresh.get(service.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "draining");
+    assert_eq!(ready.headers()["retry-after"], "1");
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "service_unavailable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("draining"),
+        "{body}"
+    );
+    let patched = fresh
+        .patch(service.url(&format!("/v1/customers/{id}")))
+        .bearer_auth(token(ORG, "test", ADMIN))
+        .json(&json!({"metadata": {"during": "drain"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200, "served during the drain delay");
+
+    let status = service.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        app.get_json(&id).await["metadata"],
+        json!({"during": "drain"})
+    );
+}

@@ -5,7 +5,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, P
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::KeyMap;
-use crate::auth::keys::{Checks, VerifyKey};
+use crate::auth::checks::{Checks, VerifyKey};
 
 /// The signing keys of a JWKS document. Keys this service cannot use (encryption keys, other
 /// algorithms, no `kid`) are skipped, not fatal: providers publish such keys beside the ones

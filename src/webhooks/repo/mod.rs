@@ -6,12 +6,12 @@
 //! AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
 //! ```
 //!
-//! The dispatcher's and the senders' statements work across tenants ([`outbox`]): their
-//! transactions set `app.webhooks = on` instead (migration 9). Events are read from
-//! `customer_events` by SQL of this module's own: the webhooks know stored events, not customers.
+//! The dispatcher's and the senders' statements work across tenants
+//! (`consumers::dispatcher::outbox`): their transactions set `app.webhooks = on` instead
+//! (migration 9). Events are read from `customer_events` by SQL of this module's own: the
+//! webhooks know stored events, not customers.
 
 pub mod deliveries;
-pub mod outbox;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};

@@ -42,7 +42,7 @@ async fn a_consumer_receives_every_event_of_1000_concurrent_writes_as_the_feed_s
         format!("{}.test.{ODD_ORG_TOKEN}.customer.created", stream.prefix)
     );
     assert_eq!(
-        customers_api::events::relay::subject::decode_org(ODD_ORG_TOKEN).as_deref(),
+        customers_api::consumers::relay::subject::decode_org(ODD_ORG_TOKEN).as_deref(),
         Ok(ODD_ORG)
     );
 

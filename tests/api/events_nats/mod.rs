@@ -255,7 +255,7 @@ pub fn check_published(received: &[Received], feeds: &[&[FeedEvent]], prefix: &s
                 "the message of {} differs from the feed's JSON",
                 event.id
             );
-            let expected_subject = customers_api::events::relay::subject::subject(
+            let expected_subject = customers_api::consumers::relay::subject::subject(
                 prefix,
                 "test",
                 &event.org,
@@ -298,7 +298,7 @@ pub fn check_published(received: &[Received], feeds: &[&[FeedEvent]], prefix: &s
 }
 
 fn encode(org: &str) -> String {
-    customers_api::events::relay::subject::encode_org(org).into_owned()
+    customers_api::consumers::relay::subject::encode_org(org).into_owned()
 }
 
 /// When each event was recorded (the database's clock), by id.

@@ -30,7 +30,7 @@ async fn events_wait_while_nats_is_down_and_arrive_in_order_when_it_is_back() {
         .wait_publishing("unreachable", Duration::from_secs(10))
         .await;
     // Writes go on; the backlog grows.
-    // The figure is refreshed at most every couple of seconds (metrics::cache): waited for.
+    // The figure is refreshed at most every couple of seconds (consumers::relay::figures::cache): waited for.
     writer.run(5, 100, 5).await;
     writer.wait_metric("events_unpublished", 100.0).await;
     writer.run(5, 100, 5).await;

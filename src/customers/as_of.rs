@@ -13,10 +13,11 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sqlx::PgConnection;
 
-use super::repo::{self, StoredEvent};
-use crate::customers::domain::{CustomerId, CustomerStatus, CustomerType, Version};
-use crate::customers::model::{Customer, Member};
+use super::domain::{CustomerStatus, CustomerType, Version};
+use super::model::{timestamp, Customer, Member};
 use crate::error::ApiError;
+use crate::events::repo::{self, StoredEvent};
+use crate::ids::CustomerId;
 use crate::tenant::Tenant;
 
 /// The customer `id` as it was at `at`: its JSON as GET showed it then, and its version.
@@ -32,11 +33,10 @@ pub async fn customer_as_of(
             "the customer did not exist at that instant",
         ));
     }
-    let around = repo::around(conn, tenant, id, at).await?;
-    if let Some(event) = around.at_or_before {
+    if let Some(event) = repo::at_or_before(&mut *conn, tenant, id, at).await? {
         return object_of(&event);
     }
-    let known_from = match around.first {
+    let known_from = match repo::first(&mut *conn, tenant, id).await? {
         // No event at all: nothing changed since the history began; the customer as it is.
         None if current.updated_at <= at => return Ok((current.to_json(), current.version)),
         None => current.updated_at,
@@ -48,9 +48,7 @@ pub async fn customer_as_of(
             before.updated_at
         }
     };
-    Err(ApiError::HistoryUnavailable(
-        crate::customers::model::timestamp(&known_from),
-    ))
+    Err(ApiError::HistoryUnavailable(timestamp(&known_from)))
 }
 
 #[derive(Deserialize)]
@@ -149,7 +147,7 @@ fn before_event(event: &StoredEvent) -> Result<Customer, ApiError> {
     // rules of today would refuse (a rule tightened since, say).
     let mut merged = after.writable_document();
     json_patch::merge(&mut merged, &Value::Object(previous));
-    crate::customers::model::normalize(&mut merged);
+    super::model::normalize(&mut merged);
     set_writable(&mut before, &merged);
     if let Some(status) = status {
         before.status = serde_json::from_value(status).map_err(corrupt)?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
-use crate::events::relay::figures::{self, Figures};
+use super::Figures;
 
 /// How old the figures may be.
 pub const MAX_AGE: Duration = Duration::from_secs(2);
@@ -40,7 +40,7 @@ impl FiguresCache {
         if let Some(fresh) = self.cached(MAX_AGE) {
             return Some(fresh);
         }
-        let read = tokio::time::timeout(REFRESH_LIMIT, figures::read(pool, publishing)).await;
+        let read = tokio::time::timeout(REFRESH_LIMIT, super::read(pool, publishing)).await;
         let mut last = self
             .last
             .lock()
@@ -86,7 +86,7 @@ fn aged(mut figures: Figures, seconds: f64) -> Figures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::relay::figures::{Backlog, Horizon};
+    use crate::consumers::relay::figures::{Backlog, Horizon};
 
     fn figures(unpublished: i64, oldest: f64, held_back: f64) -> Figures {
         Figures {

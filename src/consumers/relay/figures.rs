@@ -2,7 +2,12 @@
 //! horizon lags, and the events set aside as undeliverable. Reads only, across tenants
 //! (`app.relay`), in a transaction that takes no transaction id.
 
+mod cache;
+
+use prometheus::{Encoder, Gauge, IntGauge, Registry, TextEncoder};
 use sqlx::{PgConnection, PgPool};
+
+pub use cache::FiguresCache;
 
 /// Counting unpublished events for `/metrics` stops here, so that a refresh stays cheap however
 /// large the backlog.
@@ -124,4 +129,56 @@ async fn horizon(conn: &mut PgConnection) -> Result<Horizon, sqlx::Error> {
         transactions: row.transactions.max(0),
         held_back_seconds: row.held_back_seconds.max(0.0),
     })
+}
+
+/// The figures' lines of `/metrics`, in a registry of this scrape's own: the values belong to
+/// this server's database, not to the process (tests run several servers in one process).
+pub fn exposition(figures: Figures) -> String {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&figure_families(figures), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn figure_families(figures: Figures) -> Vec<prometheus::proto::MetricFamily> {
+    let registry = Registry::new();
+    let gauge = |name: &str, help: &str, value: f64| {
+        let gauge = Gauge::new(name, help).expect("valid metric");
+        gauge.set(value);
+        let _ = registry.register(Box::new(gauge));
+    };
+    let int_gauge = |name: &str, help: &str, value: i64| {
+        let gauge = IntGauge::new(name, help).expect("valid metric");
+        gauge.set(value);
+        let _ = registry.register(Box::new(gauge));
+    };
+    int_gauge(
+        "events_feed_horizon_lag_transactions",
+        "Transaction ids assigned since the oldest transaction still running in the cluster began: the feed shows nothing past it",
+        figures.horizon.transactions,
+    );
+    gauge(
+        "events_feed_held_back_seconds",
+        "Seconds since the next committed event the feed's horizon holds back was recorded; 0 when none is held back",
+        figures.horizon.held_back_seconds,
+    );
+    if let Some(backlog) = figures.backlog {
+        int_gauge(
+            "events_unpublished",
+            "Events after the relay position, not yet acknowledged by JetStream (counted up to 1000000)",
+            backlog.unpublished,
+        );
+        gauge(
+            "events_oldest_unpublished_age_seconds",
+            "Seconds since the oldest unpublished event was recorded; 0 when none waits",
+            backlog.oldest_age_seconds,
+        );
+    }
+    if let Some(n) = figures.undeliverable {
+        int_gauge(
+            "events_undeliverable",
+            "Events set aside because JetStream refused them for good (event_undeliverable)",
+            n,
+        );
+    }
+    registry.gather()
 }

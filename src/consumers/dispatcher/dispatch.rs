@@ -12,8 +12,8 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::repo::outbox;
-use super::Webhooks;
+use super::outbox;
+use crate::webhooks::shared::Webhooks;
 
 /// Events read per round.
 const BATCH: usize = 500;

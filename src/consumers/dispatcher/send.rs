@@ -17,10 +17,10 @@ use reqwest::StatusCode;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::destination::{self, GuardedResolver};
-use super::repo::outbox::{self, ClaimKey, Claimed, Outcome};
-use super::Webhooks;
+use super::outbox::{self, ClaimKey, Claimed, Outcome};
 use crate::tenant::{Mode, Tenant};
+use crate::webhooks::destination::{self, GuardedResolver};
+use crate::webhooks::shared::Webhooks;
 
 /// The part of a response body kept in the attempt log.
 const RESPONSE_BODY_KEPT: usize = 4096;
