@@ -91,8 +91,9 @@ wh_compare() {
   analysed_copy webhooks
   use_server webhooks "$wh_env" "$bin" hooks_0
   wh create "$base" "$wh_token" "${wh_urls[@]}" >"$work/webhooks-ab-ids.txt"
-  # One transaction, the table locked first: the server records and claims meanwhile.
-  local off="BEGIN; LOCK TABLE webhooks, webhook_deliveries IN EXCLUSIVE MODE;
+  # One transaction, the tables locked first, in the order the server writes them (deliveries,
+  # then webhooks): it records and claims meanwhile.
+  local off="BEGIN; LOCK TABLE webhook_deliveries, webhooks IN EXCLUSIVE MODE;
              UPDATE webhooks SET enabled = false, disabled_reason = 'manual';
              UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL
               WHERE status = 'pending'; COMMIT;"
