@@ -23,6 +23,8 @@
 #            over those events; the server (re)started on it works the backlog (every attempt
 #            refused, retried on the schedule) for WEBHOOK_RSS_SECONDS (180) while VmRSS is
 #            sampled every 5 s.
+# WEBHOOK_SERVER_ENV: more server environment for every server of the phase (words NAME=VALUE),
+# e.g. "CUSTOMERS_API__WEBHOOKS__MAX_IN_FLIGHT=512".
 # Results: printed, and written to webhooks.json beside $RESULTS.
 
 wh_receivers=${WEBHOOK_RECEIVERS:-2}
@@ -31,7 +33,7 @@ wh_events=${WEBHOOK_EVENTS:-10000}
 wh_rate=${WEBHOOK_RATE:-0}
 wh_writers=${WEBHOOK_WRITERS:-8}
 wh_backlog=${WEBHOOK_BACKLOG:-1000000}
-wh_env="CUSTOMERS_API__WEBHOOKS__ALLOW_HTTP=true CUSTOMERS_API__WEBHOOKS__ALLOW_PRIVATE_NETWORKS=true"
+wh_env="CUSTOMERS_API__WEBHOOKS__ALLOW_HTTP=true CUSTOMERS_API__WEBHOOKS__ALLOW_PRIVATE_NETWORKS=true${WEBHOOK_SERVER_ENV:+ $WEBHOOK_SERVER_ENV}"
 wh_pids=()
 wh_urls=()
 
