@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{self, Claimed, Outcome};
+use super::outbox::{self, ClaimKey, Claimed, Outcome};
 use crate::tenant::{Mode, Tenant};
 use crate::webhooks::destination::{self, GuardedResolver};
 use crate::webhooks::shared::Webhooks;
@@ -32,6 +32,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a stop waits for attempts in flight; one cut off is attempted again when its lease
 /// ends (at least once).
 const STOP_WAIT: Duration = Duration::from_secs(5);
+/// Outcomes recorded per transaction, at most.
+const RECORD_BATCH: usize = 256;
+/// The longest a claim waits for more slots to free (see `run`).
+const COALESCE: Duration = Duration::from_millis(5);
 
 /// The HTTP client of every attempt: no redirects followed, no proxy (it would connect where
 /// our resolver did not decide), and our resolver, which drops refused addresses.
@@ -90,6 +94,11 @@ impl InFlight {
 
 /// Claims and attempts due deliveries until `stop`. A claim's lease is the attempt's timeout
 /// plus `record_limit`, the bound on the statements that record its outcome.
+///
+/// Outcomes are recorded by one task in batches ([`record`]): an attempt hands its outcome over
+/// and frees its slot. The lease still holds the delivery until its outcome is recorded, so no
+/// claim takes it meanwhile; one never recorded (a crash, the database down) is attempted again
+/// when its lease ends.
 pub async fn run(
     pool: PgPool,
     hooks: Arc<Webhooks>,
@@ -101,6 +110,13 @@ pub async fn run(
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight));
     let in_flight = Arc::new(InFlight::default());
     let lease = (settings.timeout + record_limit).as_secs_f64();
+    // Bounded: attempts wait for room before their slot frees, so a slow database slows the
+    // claims instead of piling outcomes up.
+    let (outcomes, recorded) = tokio::sync::mpsc::channel(settings.max_in_flight);
+    let recorder = tokio::spawn(record(pool.clone(), recorded, record_limit));
+    // Slots free one by one as attempts end: a claim waits until a quarter of them are free (or
+    // COALESCE passed), so that a claim takes a batch rather than one delivery.
+    let batch = settings.max_in_flight.div_ceil(4);
     let mut failures = 0u32;
     loop {
         let free = slots.available_permits();
@@ -126,10 +142,11 @@ pub async fn run(
                             break;
                         };
                         in_flight.add(&c.webhook_id);
-                        let (pool, hooks, client) = (pool.clone(), hooks.clone(), client.clone());
-                        let in_flight = in_flight.clone();
+                        let (hooks, client) = (hooks.clone(), client.clone());
+                        let (in_flight, outcomes) = (in_flight.clone(), outcomes.clone());
                         tokio::spawn(async move {
-                            attempt(&pool, &hooks, &client, &c).await;
+                            let outcome = attempt(&hooks, &client, &c).await;
+                            let _ = outcomes.send((c.key(), outcome)).await;
                             in_flight.remove(&c.webhook_id);
                             drop(slot);
                             // A slot is free: deliveries of a webhook that was full may wait.
@@ -155,6 +172,12 @@ pub async fn run(
                 settings.poll_interval.saturating_mul(1 << failures.min(5)).min(MAX_BACKOFF)
             ) => {}
         }
+        if slots.available_permits() < batch {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(COALESCE) => {}
+            }
+        }
     }
     // Attempts in flight end within their timeout; their leases cover a stop that cuts them.
     let _ = tokio::time::timeout(
@@ -162,6 +185,37 @@ pub async fn run(
         slots.acquire_many(settings.max_in_flight as u32),
     )
     .await;
+    // The outcomes handed over are recorded before the stop ends (the recorder ends when every
+    // sender of the channel is gone: this one, and those of attempts cut off).
+    drop(outcomes);
+    let _ = tokio::time::timeout(STOP_WAIT, recorder).await;
+}
+
+/// The recorder: the outcomes handed over, recorded in batches of up to `RECORD_BATCH`, one
+/// transaction each ([`outbox::record`]) bounded by `limit`. One that fails is not retried: its
+/// deliveries are attempted again when their leases end (at least once).
+async fn record(
+    pool: PgPool,
+    mut outcomes: tokio::sync::mpsc::Receiver<(ClaimKey, Outcome)>,
+    limit: Duration,
+) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while outcomes.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let n = batch.len();
+        let result = outbox::record(&pool, &batch);
+        match tokio::time::timeout(limit, result).await {
+            Ok(Ok(recorded)) if recorded as usize == n => {}
+            Ok(Ok(recorded)) => tracing::warn!(
+                lost = n - recorded as usize,
+                "webhook attempts' leases ended before their outcomes were recorded"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(attempts = n, error = %e, "recording webhook attempts failed")
+            }
+            Err(_) => tracing::warn!(attempts = n, "recording webhook attempts took too long"),
+        }
+        batch.clear();
+    }
 }
 
 /// What came back from an endpoint.
@@ -171,8 +225,8 @@ struct Answer {
     body: String,
 }
 
-/// One attempt of a claimed delivery, and its record.
-async fn attempt(pool: &PgPool, hooks: &Webhooks, client: &reqwest::Client, c: &Claimed) {
+/// One attempt of a claimed delivery, and what it came to.
+async fn attempt(hooks: &Webhooks, client: &reqwest::Client, c: &Claimed) -> Outcome {
     if c.attempts == 0 {
         crate::metrics::webhook_first_attempt(c.since_recorded);
     }
@@ -215,26 +269,20 @@ async fn attempt(pool: &PgPool, hooks: &Webhooks, client: &reqwest::Client, c: &
     } else {
         None
     };
-    let outcome = Outcome {
+    let (status_code, error, response_body) = match answer {
+        Ok(a) => (Some(i32::from(a.status.as_u16())), None, Some(a.body)),
+        Err(e) => (None, Some(e), None),
+    };
+    Outcome {
         at,
-        status_code: answer.as_ref().ok().map(|a| i32::from(a.status.as_u16())),
+        status_code,
         duration_ms,
-        error: answer.as_ref().err().map(String::as_str),
-        response_body: answer.as_ref().ok().map(|a| a.body.as_str()),
+        error,
+        response_body,
         status,
         retry_in_secs: retry_in,
         succeeded,
         disable,
-    };
-    match outbox::record(pool, c, &outcome).await {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!(delivery = %c.id, "a webhook attempt's lease ended before its outcome was recorded")
-        }
-        // Unrecorded: the lease ends and the delivery is attempted again (at least once).
-        Err(e) => {
-            tracing::warn!(delivery = %c.id, error = %e, "recording a webhook attempt failed")
-        }
     }
 }
 
@@ -287,14 +335,27 @@ async fn send(hooks: &Webhooks, client: &reqwest::Client, c: &Claimed) -> Result
     )
     .then(|| response.headers().get(RETRY_AFTER))
     .flatten()
-    .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-    .map(|secs| Duration::from_secs(secs).min(RETRY_AFTER_MAX));
+    .and_then(|v| retry_after(v.to_str().ok()?, std::time::SystemTime::now()));
     let body = read_start(response).await;
     Ok(Answer {
         status,
         retry_after,
         body,
     })
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3): delay-seconds or an HTTP-date (a date already
+/// past asks for no wait), capped at an hour. `None`: neither form.
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or_default()
+        }
+    };
+    Some(wait.min(RETRY_AFTER_MAX))
 }
 
 /// The first 4 KiB of a response body (what arrived of it within the timeout).
@@ -324,4 +385,41 @@ fn describe(e: reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn retry_after_is_delay_seconds_or_an_http_date_capped_at_an_hour() {
+        // Sun, 06 Dec 2026 08:00:00 GMT
+        let now = UNIX_EPOCH + Duration::from_secs(1_796_544_000);
+        assert_eq!(
+            httpdate::fmt_http_date(now),
+            "Sun, 06 Dec 2026 08:00:00 GMT"
+        );
+        let at = |s: &str| retry_after(s, now);
+        assert_eq!(at("120"), Some(Duration::from_secs(120)));
+        assert_eq!(at(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            at("Sun, 06 Dec 2026 08:02:00 GMT"),
+            Some(Duration::from_secs(120))
+        );
+        // The obsolete forms RFC 9110 still asks recipients to accept.
+        assert_eq!(
+            at("Sunday, 06-Dec-26 08:00:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            at("Sun Dec  6 08:00:45 2026"),
+            Some(Duration::from_secs(45))
+        );
+        assert_eq!(at("Sun, 06 Dec 2026 07:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(at("Mon, 07 Dec 2026 08:00:00 GMT"), Some(RETRY_AFTER_MAX));
+        assert_eq!(at("86400"), Some(RETRY_AFTER_MAX));
+        assert_eq!(at("soon"), None);
+        assert_eq!(at("-5"), None);
+    }
 }

@@ -171,6 +171,29 @@ async fn retry_after_replaces_a_shorter_step() {
 }
 
 #[tokio::test]
+async fn retry_after_as_an_http_date_is_honoured_too() {
+    let app = spawn_hooks_app().await;
+    let receiver = Receiver::start().await;
+    // The schedule's step is 0.5 s (at most 0.6 with jitter); the endpoint names a moment 4 to
+    // 5 s away (an HTTP-date has whole seconds).
+    let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(5));
+    receiver.script([Answer::status(503).header("retry-after", &at)]);
+    let webhook = create_webhook(&app, json!({"url": receiver.url("/")})).await;
+    app.create_id(customer()).await;
+    let received = receiver.wait_for(2, WAIT).await;
+    let gap = received[1].at - received[0].at;
+    assert!(gap >= Duration::from_millis(2500), "{gap:?}");
+    let deliveries = deliveries_until(&app, webhook["id"].as_str().unwrap(), |d| {
+        d.len() == 1 && d[0]["status"] == "succeeded"
+    })
+    .await;
+    let attempts = deliveries[0]["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(attempts[0]["statusCode"], 503);
+    assert_eq!(attempts[1]["statusCode"], 200);
+}
+
+#[tokio::test]
 async fn during_a_rotation_both_secrets_sign_and_after_it_only_the_new_one() {
     let app = spawn_hooks_app().await;
     let receiver = Receiver::start().await;

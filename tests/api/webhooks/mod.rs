@@ -4,6 +4,7 @@
 
 mod crash;
 mod crud;
+mod db_down;
 mod delivery;
 mod destinations;
 mod instances;
