@@ -1,7 +1,6 @@
 //! Operational endpoints: liveness, readiness and metrics.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 
@@ -32,8 +31,9 @@ pub fn metrics_route(cfg: &mut web::ServiceConfig) {
 /// Set once the instance is leaving (a stop signal arrived): from then on `/readyz` answers 503
 /// `draining` while every other route is served as before, for `server.drain_delay`, so that a
 /// load balancer takes the instance out of rotation before it stops accepting connections.
-#[derive(Clone, Default)]
-pub struct Draining(Arc<AtomicBool>);
+/// Shared as `web::Data` (an `Arc`) between the routes and the signal handler.
+#[derive(Default)]
+pub struct Draining(AtomicBool);
 
 impl Draining {
     pub fn start(&self) {

@@ -31,7 +31,7 @@ use crate::tenant::Tenant;
 #[derive(IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-struct CustomerPath {
+pub(super) struct CustomerPath {
     /// Customer ID (cus_...)
     id: String,
 }

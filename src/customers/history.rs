@@ -31,19 +31,10 @@ struct HistoryParams {
     cursor: Option<String>,
 }
 
-/// The path of one customer's events.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-struct EventsPath {
-    /// Customer ID (cus_...)
-    id: String,
-}
-
 #[utoipa::path(
     get, path = "/v1/customers/{id}/events", tag = "Events", operation_id = "listCustomerEvents",
     summary = "A customer's change history, newest first (deleted customers too)",
-    params(EventsPath, HistoryParams),
+    params(super::handlers::CustomerPath, HistoryParams),
     responses((status = 200, description = "A page of the customer's events", body = EventList))
 )]
 pub async fn history(

@@ -310,14 +310,7 @@ pub async fn feed(
     let mut events: Vec<StoredEvent> = rows
         .into_iter()
         .filter_map(|(version, feed_xid, seq, body)| {
-            Some(StoredEvent {
-                version: version?,
-                position: FeedPosition {
-                    feed_xid: feed_xid?,
-                    seq: seq?,
-                },
-                body: body?,
-            })
+            Some(StoredEvent::new(version?, feed_xid?, seq?, body?))
         })
         .collect();
     // The rows come in the inner scan's order; sorting the page itself keeps that a guarantee.

@@ -111,16 +111,7 @@ async fn every_statement_by_key_reads_the_primary_key_without_statistics() {
             .await
             .unwrap_or_else(|e| panic!("{e}: {query}"));
         for mode in ["force_custom_plan", "force_generic_plan"] {
-            conn.execute(format!("SET plan_cache_mode = {mode}").as_str())
-                .await
-                .unwrap();
-            let plan: Value = sqlx::query_scalar(&format!(
-                "EXPLAIN (FORMAT JSON) EXECUTE s{i}({})",
-                values.join(", ")
-            ))
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
+            let plan = explain(&mut conn, &format!("s{i}"), mode, &values).await;
             let mut found = Vec::new();
             scans(&plan[0]["Plan"], &mut found);
             let mut unbounded = Vec::new();
@@ -189,16 +180,7 @@ async fn every_statement_by_key_reads_the_primary_key_without_statistics() {
             .await
             .unwrap();
         for mode in ["force_custom_plan", "force_generic_plan"] {
-            conn.execute(format!("SET plan_cache_mode = {mode}").as_str())
-                .await
-                .unwrap();
-            let plan: Value = sqlx::query_scalar(&format!(
-                "EXPLAIN (FORMAT JSON) EXECUTE {name}({})",
-                values.join(", ")
-            ))
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
+            let plan = explain(&mut conn, name, mode, &values).await;
             let mut found = Vec::new();
             scans(&plan[0]["Plan"], &mut found);
             let indexes: Vec<&str> = found
@@ -213,6 +195,20 @@ async fn every_statement_by_key_reads_the_primary_key_without_statistics() {
             );
         }
     }
+}
+
+/// The plan of the prepared statement `name` with `values`, under `plan_cache_mode = mode`.
+async fn explain(conn: &mut sqlx::PgConnection, name: &str, mode: &str, values: &[&str]) -> Value {
+    conn.execute(format!("SET plan_cache_mode = {mode}").as_str())
+        .await
+        .unwrap();
+    sqlx::query_scalar(&format!(
+        "EXPLAIN (FORMAT JSON) EXECUTE {name}({})",
+        values.join(", ")
+    ))
+    .fetch_one(conn)
+    .await
+    .unwrap()
 }
 
 /// The filters (conditions checked on each row read, not bounds of the scan) of every scan of

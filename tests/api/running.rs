@@ -148,16 +148,25 @@ async fn sigint_lets_the_request_in_flight_finish() {
     a_signal_lets_the_request_in_flight_finish(Signal::SIGINT).await;
 }
 
-async fn a_signal_lets_the_request_in_flight_finish(signal: Signal) {
+/// A customer in a test database, and the binary serving that database (ready), with `env`
+/// set; the directory it runs in lives as long as the returned guard.
+async fn binary_with_a_customer(
+    env: &[(&str, &str)],
+) -> (TestApp, String, Service, tempfile::TempDir) {
     let app = spawn_app().await; // only for its database and a customer in it
     let id = app.create_id(json!({})).await;
     let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
     let url = database_url(&app.db_options);
     let mut service = spawn_in(dir.path(), |cmd| {
-        cmd.env("DATABASE_URL", &url);
+        cmd.env("DATABASE_URL", &url).envs(env.iter().copied());
     });
-    service.wait_ready(&client).await;
+    service.wait_ready(&reqwest::Client::new()).await;
+    (app, id, service, dir)
+}
+
+async fn a_signal_lets_the_request_in_flight_finish(signal: Signal) {
+    let (app, id, mut service, _dir) = binary_with_a_customer(&[]).await;
+    let client = reqwest::Client::new();
 
     // Make the PATCH slow: hold the customer's row lock from a transaction of our own.
     let tx = hold_row_lock(&app.db, &id).await;
@@ -302,21 +311,14 @@ async fn a_directory_default_does_not_undo_the_profile() {
     assert!(line["timestamp"].is_string());
 }
 
-/// With `server.drain_delay`, a stop signal first makes `/readyz` answer 503 `draining` while
+/// With `server.drain_delay`, a stop signal first makes `/readyz` answer 503 (draining) while
 /// every route is still served, on new connections too, so that a load balancer takes the
 /// instance out of rotation before its listener closes; then the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_signal_first_drains_readyz_while_every_route_is_served() {
-    let app = spawn_app().await; // only for its database and a customer in it
-    let id = app.create_id(json!({})).await;
-    let dir = tempfile::tempdir().unwrap();
+    let (app, id, mut service, _dir) =
+        binary_with_a_customer(&[("CUSTOMERS_API__SERVER__DRAIN_DELAY", "4s")]).await;
     let client = reqwest::Client::new();
-    let url = database_url(&app.db_options);
-    let mut service = spawn_in(dir.path(), |cmd| {
-        cmd.env("DATABASE_URL", &url)
-            .env("CUSTOMERS_API__SERVER__DRAIN_DELAY", "4s");
-    });
-    service.wait_ready(&client).await;
     let ready = client.get(service.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200, "ready before the signal");
 
