@@ -4,6 +4,8 @@
   util.py free-port
   util.py deep-cursor BASE_URL TOKEN PAGES      -> prints the path of page PAGES+1 (limit 50)
   util.py proc PID                              -> "cpu_ticks vmhwm_kib vmrss_kib"
+  util.py cpu-snap PID DBNAME                   -> CPU counters of the server, PostgreSQL, the machine
+  util.py cpu-diff BEFORE AFTER WRK_USER WRK_SYS -> the CPU of a run, split (JSON)
   util.py ratelimit RESULTS_DIR SCENARIO        -> half of the measured max req/s (integer)
   util.py show-run WRK_JSON LABEL               -> one line: req/s, p50, p99, errors
   util.py show-oha OHA_JSON LABEL               -> the same for an oha run
@@ -86,6 +88,74 @@ def proc(pid):
     print(ticks, hwm, rss)
 
 
+def _stat_fields(pid):
+    with open("/proc/%s/stat" % pid) as f:
+        stat = f.read()
+    return stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 of proc(5), the state
+
+
+def cpu_snap(pid, dbname):
+    """CPU ticks (user, system) of the server, of PostgreSQL's backends serving DBNAME, of every
+    process of that PostgreSQL (its postmaster, its live children, and through the postmaster's
+    cutime/cstime the children that exited), and the machine's busy ticks (/proc/stat)."""
+    snap = {"server": [0, 0], "pg_db": {}, "pg_cluster": 0, "machine_busy": 0}
+    try:
+        f = _stat_fields(pid)
+        snap["server"] = [int(f[11]), int(f[12])]
+    except (OSError, ValueError):
+        pass
+    postmaster = None
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+            if not cmd.startswith("postgres: "):
+                continue
+            f = _stat_fields(entry)
+        except (OSError, ValueError):
+            continue
+        ticks = int(f[11]) + int(f[12])
+        children[entry] = (int(f[1]), ticks)
+        # A backend's title: "postgres: 15/main: USER DATABASE HOST(PORT) STATE".
+        if dbname in cmd.split():
+            snap["pg_db"][entry] = ticks
+            postmaster = str(f[1])
+    if postmaster:
+        try:
+            f = _stat_fields(postmaster)
+            total = sum(int(x) for x in f[11:15])  # utime, stime, cutime, cstime
+            total += sum(t for ppid, t in children.values() if str(ppid) == postmaster)
+            snap["pg_cluster"] = total
+        except (OSError, ValueError):
+            pass
+    with open("/proc/stat") as fh:
+        cpu = [int(x) for x in fh.readline().split()[1:]]
+    snap["machine_busy"] = sum(cpu) - cpu[3] - cpu[4]  # all but idle and iowait
+    print(json.dumps(snap))
+
+
+def cpu_diff(before, after, wrk_user, wrk_sys):
+    """The CPU of one run in seconds: server (user, system), the database's backends (those
+    alive at the end; one that started during the run counts from zero), the whole PostgreSQL
+    cluster, the load generator (bash's `time`), and everything else the machine did."""
+    a, b = load(before), load(after)
+    tck = os.sysconf("SC_CLK_TCK")
+    su, ss = [(y - x) / tck for x, y in zip(a["server"], b["server"])]
+    pg_db = sum(t - a["pg_db"].get(pid, 0) for pid, t in b["pg_db"].items()) / tck
+    cluster = (b["pg_cluster"] - a["pg_cluster"]) / tck if a["pg_cluster"] and b["pg_cluster"] else None
+    wrk = float(wrk_user) + float(wrk_sys)
+    busy = (b["machine_busy"] - a["machine_busy"]) / tck
+    out = {"cpu_s": round(su + ss, 3), "server_user_s": round(su, 3), "server_sys_s": round(ss, 3),
+           "pg_db_s": round(pg_db, 3), "pg_cluster_s": round(cluster, 3) if cluster is not None else None,
+           "wrk_s": round(wrk, 3), "machine_busy_s": round(busy, 3)}
+    known = su + ss + (cluster if cluster is not None else pg_db) + wrk
+    out["other_s"] = round(max(0.0, busy - known), 3)
+    print(json.dumps(out))
+
+
 def load(path):
     try:
         with open(path) as f:
@@ -121,6 +191,16 @@ def wrk_result(d, name):
         row["server_cpu_s"] = cpu["cpu_s"]
         if r["requests"]:
             row["server_cpu_us_per_request"] = round(cpu["cpu_s"] * 1e6 / r["requests"], 1)
+            # The split of issue 20 §1, per request (absent from runs of older versions).
+            split = {}
+            for key, label in (("server_user_s", "server_user"), ("server_sys_s", "server_sys"),
+                               ("pg_db_s", "pg_backends"), ("pg_cluster_s", "pg_cluster"),
+                               ("wrk_s", "load_generator"), ("other_s", "other"),
+                               ("machine_busy_s", "machine_busy")):
+                if cpu.get(key) is not None:
+                    split[label] = round(cpu[key] * 1e6 / r["requests"], 1)
+            if split:
+                row["cpu_us_per_request"] = split
     return row
 
 
@@ -613,6 +693,20 @@ def report(d, out_path):
                "ratio", "target", "srv CPU us/req"], rows)
     else:
         print("   main scenarios: skipped")
+    split_rows = []
+    for name, label, _ in SCENARIOS:
+        c = (res["scenarios"].get(name) or {}).get("cpu_us_per_request")
+        if c:
+            total = sum(c.get(k) or 0 for k in ("server_user", "server_sys", "load_generator")) \
+                + (c["pg_cluster"] if c.get("pg_cluster") is not None else c.get("pg_backends") or 0)
+            split_rows.append([label, fmt(c.get("server_user"), 0), fmt(c.get("server_sys"), 0),
+                               fmt(c.get("pg_backends"), 0), fmt(c.get("pg_cluster"), 0),
+                               fmt(c.get("load_generator"), 0), fmt(total, 0), fmt(c.get("other"), 0)])
+    if split_rows:
+        print("   CPU per request (us, from /proc over each run; PG backends = those of the run's"
+              " database, PG all = every process of the cluster; other = the rest of the machine):")
+        table(["scenario", "server user", "server sys", "PG backends", "PG all", "wrk",
+               "total", "other"], split_rows)
 
     sc = res["scenarios"]
     if "list_first" in sc and "list_deep" in sc and sc["list_first"]["rps"]:
@@ -806,6 +900,7 @@ def report(d, out_path):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"free-port": free_port, "deep-cursor": deep_cursor, "proc": proc,
+     "cpu-snap": cpu_snap, "cpu-diff": cpu_diff,
      "ratelimit": ratelimit, "show-run": show_run, "show-oha": show_oha, "ab-meta": ab_meta,
      "ab-pair": ab_pair, "ab-summary": ab_summary_cmd, "nats-stream": nats_stream,
      "lag-summary": lag_summary, "meta": meta, "report": report}[cmd](*args)
