@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Splits a callgrind profile of the server into components (docs/performance.md#where-the-instructions-go).
+"""Splits a callgrind profile of the server into components (docs/performance.md#where-a-requests-cpu-goes).
 
     callgrind_split.py PROFILE [PROFILE ...] [--requests N ...] [--json]
 
