@@ -17,7 +17,9 @@ import time
 
 mono = time.monotonic
 
-CHECK_INTER_MS = int(os.environ.get('SCALE_CHECK_INTER_MS', '500'))
+CHECK_INTER_MS = int(os.environ.get('SCALE_CHECK_INTER_MS', '1000'))
+# A check that takes longer fails: /readyz answers within acquire_timeout (2 s) at worst.
+CHECK_TIMEOUT_MS = int(os.environ.get('SCALE_CHECK_TIMEOUT_MS', '2000'))
 FALL = int(os.environ.get('SCALE_CHECK_FALL', '2'))
 RISE = int(os.environ.get('SCALE_CHECK_RISE', '2'))
 HAPROXY = os.environ.get('SCALE_HAPROXY', '/usr/sbin/haproxy')
@@ -28,12 +30,17 @@ def config(port, stats_socket, servers):
     lines = [
         'global',
         '    stats socket %s mode 600 level admin' % stats_socket,
+        # One line per request, with its termination state (haproxy.log in the drill's logs).
+        '    log stdout format raw local0 info',
         'defaults',
         '    mode http',
+        '    log global',
+        '    option httplog',
         '    timeout connect 1s',
         '    timeout client 60s',
         '    timeout server 60s',
         '    timeout http-keep-alive 10s',
+        '    timeout check %dms' % CHECK_TIMEOUT_MS,
         # A connection refused (an instance killed, or stopped) is tried again on another server:
         # nothing was sent, so this is safe for a PATCH too.
         '    retries 3',
