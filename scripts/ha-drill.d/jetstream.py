@@ -22,6 +22,10 @@ class NatsError(Exception):
     pass
 
 
+async def _quiet(_error):
+    """nats-py prints every connection error with its traceback; a failure is raised instead."""
+
+
 class JetStream:
     def __init__(self, url='nats://127.0.0.1:4222', timeout=5.0):
         self.timeout = timeout
@@ -29,7 +33,8 @@ class JetStream:
         servers = [u.strip() for u in url.split(',') if u.strip()]
         try:
             self.nc = self._run(nats.connect(servers=servers, name='drill', connect_timeout=timeout,
-                                             allow_reconnect=True, max_reconnect_attempts=3))
+                                             allow_reconnect=True, max_reconnect_attempts=3,
+                                             error_cb=_quiet))
         except (OSError, nats.errors.Error, asyncio.TimeoutError) as e:
             self.loop.close()
             raise NatsError('cannot connect to NATS at %s: %s' % (url, e or type(e).__name__))
