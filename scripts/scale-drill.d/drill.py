@@ -7,7 +7,7 @@ Events (SCALE_EVENTS, in order):
                     start it again, wait until it is back in the balancer's rotation
   rolling           a rolling restart: for each instance in turn SIGTERM, wait for its exit,
                     start it again, wait for /readyz, wait until the balancer routes to it
-  nats-kill-leader  (on a JetStream cluster, nats.py) SIGKILL the NATS server leading the stream,
+  nats-kill-leader  (on nats-cluster, beside this file) SIGKILL the NATS server leading the stream,
                     start it again
   nats-freeze       SIGSTOP a NATS server (the stream's leader) for SCALE_NATS_FREEZE (20 s), SIGCONT
   nats-restart      stop a NATS server that is not the leader (SIGTERM), start it again
@@ -30,7 +30,8 @@ And, once every relay's backlog is 0, per event's customers: committed events mi
 stream, duplicated, out of version order, messages of no committed event (all 0), and the
 publication lag (stream time - commit time). After a NATS event:
   lag before s      the longest lag of the commits 3 s or more before the event (what this
-                    machine manages at all: 2 shared cores running everything)
+                    machine manages at all: 2 shared cores running everything); over 5 s the
+                    event cannot be judged and the run fails
   lag back after leader s   from the stream having a leader again (another than the server
                     disrupted) to the last commit whose lag was 1 s or more (or more than `lag
                     before`, if that is longer): at most 5 s
@@ -55,6 +56,7 @@ sys.path.insert(0, os.path.join(HERE, '..', 'ha-drill.d'))
 import psycopg2  # noqa: E402
 
 import balancer  # noqa: E402
+import stream  # noqa: E402
 import jetstream  # noqa: E402  (scripts/ha-drill.d)
 import webhooks  # noqa: E402  (scripts/ha-drill.d)
 
@@ -487,96 +489,14 @@ def settle(instances):
 
 
 def check_events(results, runs):
+    """The tenant's committed event rows against the stream (stream.py)."""
     conn = connect_db()
     cur = conn.cursor()
     cur.execute('SELECT id, customer_id, version, EXTRACT(EPOCH FROM recorded_at)::float8 '
                 'FROM customer_events WHERE org_id = %s', (ORG,))
     rows = {i: dict(customer=c, version=v, recorded=t) for i, c, v, t in cur.fetchall()}
     conn.close()
-    # Right after a NATS event a cluster may still answer 'JetStream system temporarily
-    # unavailable' for a few seconds: asked again, for at most 30 s.
-    deadline = mono() + 30
-    while True:
-        try:
-            js = jetstream.JetStream(NATS_URL)
-            try:
-                messages = js.messages(STREAM) or []
-            finally:
-                js.close()
-            break
-        except jetstream.NatsError as e:
-            if mono() > deadline:
-                raise
-            log('reading the stream: %s; again' % e)
-            time.sleep(1)
-    in_stream = collections.Counter()
-    by_customer = collections.defaultdict(list)
-    for m in messages:
-        mid = m['headers'].get('Nats-Msg-Id')
-        in_stream[mid] += 1
-        try:
-            body = json.loads(m['data'])
-            by_customer[body['customerId']].append((mid, body['version'], m['time']))
-        except (ValueError, KeyError, TypeError):
-            by_customer[None].append((mid, None, m['time']))
-    summary = dict(committed=len(rows), messages=len(messages),
-                   missing=sum(1 for i in rows if not in_stream[i]),
-                   uncommitted=sum(n for i, n in in_stream.items() if i not in rows),
-                   duplicates=sum(n - 1 for n in in_stream.values()), failures=[])
-    for what in ('missing', 'uncommitted', 'duplicates'):
-        if summary[what]:
-            summary['failures'].append('%d %s in the whole stream' % (summary[what], what))
-    rows_by_customer = collections.defaultdict(list)
-    for i, r in rows.items():
-        rows_by_customer[r['customer']].append(i)
-    for r, run in zip(results, runs):
-        committed = streamed = missing = dups = disorder = 0
-        lags = []   # (recorded, lag)
-        for c in run['customers']:
-            ids = rows_by_customer.get(c, [])
-            committed += len(ids)
-            missing += sum(1 for i in ids if not in_stream[i])
-            msgs = by_customer.get(c, [])
-            streamed += len(msgs)
-            seen = set()
-            for mid, _, t in msgs:
-                if mid in seen:
-                    dups += 1
-                seen.add(mid)
-                if mid in rows and t is not None:
-                    lags.append((rows[mid]['recorded'], t - rows[mid]['recorded']))
-            vs = [v for _, v, _ in msgs]
-            if any(not isinstance(v, int) for v in vs) or any(a >= b for a, b in zip(vs, vs[1:])):
-                disorder += 1
-        ev = dict(committed=committed, streamed=streamed, missing=missing, duplicates=dups, disorder=disorder,
-                  max_lag=max((x for _, x in lags), default=None))
-        # After a NATS event: the last commit whose publication took 1 s or more, in seconds
-        # after the stream had a leader again (must be within 5 s).
-        if r.get('leader_wall'):
-            # Back under 1 s, or under what it was before the event on a machine too busy for 1 s
-            # (2 shared cores running the load, 3 instances, PostgreSQL and 3 NATS servers).
-            # (Commits of the last 3 s before it may wait for the server about to fail.)
-            before = [lag for rec, lag in lags if rec < r['fired_wall'] - 3]
-            ev['lag_before'] = max(before, default=None)
-            bar = max(1.0, ev['lag_before'] or 0.0)
-            late = [rec for rec, lag in lags if lag >= bar]
-            buckets = collections.defaultdict(float)
-            for rec, lag in lags:
-                b = int((rec - r['leader_wall']) // 1)
-                buckets[b] = max(buckets[b], lag)
-            log('%s: the longest publication lag of the events committed in each second from the '
-                'stream having a leader again: %s' % (r['event'], ', '.join(
-                    '%+d:%.1f' % (b, buckets[b]) for b in sorted(buckets) if -25 <= b <= 25)))
-            ev['lag_ok_after_leader'] = max(0.0, max(late) - r['leader_wall']) if late else 0.0
-            if ev['lag_ok_after_leader'] > 5:
-                r['failures'].append('publication lag >= %.1f s until %.1f s after the stream had a leader'
-                                     % (bar, ev['lag_ok_after_leader']))
-        r['events'] = ev
-        for n, what in ((missing, 'committed events not in the stream'), (dups, 'duplicate messages'),
-                        (disorder, 'customers out of version order in the stream')):
-            if n:
-                r['failures'].append('%d %s' % (n, what))
-    return summary
+    return stream.check(rows, stream.read(NATS_URL, STREAM, log), results, runs, log)
 
 
 # ---------------------------------------------------------------------------------------------
