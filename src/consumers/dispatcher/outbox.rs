@@ -26,8 +26,7 @@ async fn begin_all(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx
 
 /// Begins a dispatch round, or `None` when another instance is dispatching. As the relay's
 /// round: without bitmap scans and sorts the planner walks the relay's index in feed order from
-/// the position and stops at the batch size. Without JIT too: the sort kept after the join
-/// makes the plan's cost 10^10 (sorts "off"), and each round was compiled (see `claim`).
+/// the position and stops at the batch size.
 pub async fn begin_dispatch(
     pool: &PgPool,
 ) -> Result<Option<Transaction<'static, Postgres>>, sqlx::Error> {
@@ -35,7 +34,6 @@ pub async fn begin_dispatch(
     let locked = sqlx::query_scalar!(
         r#"SELECT pg_try_advisory_xact_lock($1) AND set_config('enable_bitmapscan', 'off', true)
                   IS NOT NULL AND set_config('enable_sort', 'off', true) IS NOT NULL
-                  AND set_config('jit', 'off', true) IS NOT NULL
                   AS "locked!""#,
         DISPATCHER_LOCK
     )
@@ -189,16 +187,12 @@ pub async fn claim(
     // the limit, as the dispatcher's round does with the relay's index. The webhook's columns
     // are read by key for each claimed row: joined in FROM, the planner (expecting one row)
     // walked every delivery of every webhook (9 s for 64 claims at 438,000 deliveries).
-    // JIT off: a plan with a sort left in it (the window's) costs 10^10 with sorts "off", far
-    // past jit_above_cost, and compiling it took 0.5-1.7 s per claim, most of the claim's time
-    // (docs/performance.md, "Webhook fan-out"); the statement itself runs in milliseconds.
     // The webhook's `enabled` is read by key per row walked, for the same reason: a disabled
     // webhook's deliveries that are still pending (one in flight when it was disabled, one
     // dispatched as it was, retry and recover) wait, unattempted, until it is enabled again.
     sqlx::query_scalar!(
         r#"SELECT set_config('enable_bitmapscan', 'off', true) IS NOT NULL
-                  AND set_config('enable_sort', 'off', true) IS NOT NULL
-                  AND set_config('jit', 'off', true) IS NOT NULL AS "set!""#
+                  AND set_config('enable_sort', 'off', true) IS NOT NULL AS "set!""#
     )
     .fetch_one(&mut *tx)
     .await?;
