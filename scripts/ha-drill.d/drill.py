@@ -106,6 +106,24 @@ def check_dsn(db=DB):
     return 'host=127.0.0.1 port=%d user=postgres password=postgres dbname=%s connect_timeout=2' % (PROXY_PORT, db)
 
 
+def deliveries_of(db, event_ids):
+    """What webhook_deliveries holds for `event_ids`, one line per delivery (none: never made)."""
+    c = check_connect(db)
+    try:
+        with c.cursor() as cur:
+            cur.execute("""SELECT e.id, d.id, d.status, d.attempts, d.claims,
+                                  round(extract(epoch FROM d.next_attempt_at - now())::numeric, 1),
+                                  round(extract(epoch FROM d.leased_until - now())::numeric, 1)
+                             FROM unnest(%s::text[]) AS e(id)
+                             LEFT JOIN webhook_deliveries d ON d.event_id = e.id""", (list(event_ids),))
+            return ['%s: %s' % (e, 'no delivery was made' if d is None else
+                                '%s %s, %d attempts, %d claims, due in %s s, leased for %s s more'
+                                % (d, st, att, cl, due, lease))
+                    for e, d, st, att, cl, due, lease in cur.fetchall()]
+    finally:
+        c.close()
+
+
 def check_connect(db=DB):
     for _ in range(50):
         try:
@@ -760,7 +778,8 @@ def main():
                 cur.execute('SELECT id FROM customer_events WHERE org_id = %s', (services[mode].org,))
                 committed = [r[0] for r in cur.fetchall()]
             c.close()
-            m = hook_summaries[mode] = webhooks.settle_and_check(receiver, committed, WEBHOOK_SETTLE_MAX)
+            m = hook_summaries[mode] = webhooks.settle_and_check(
+                receiver, committed, WEBHOOK_SETTLE_MAX, explain=lambda ids, db=mode_db(mode): deliveries_of(db, ids))
             log('%s: %d events committed, %d delivered (%d deliveries) after %.1fs%s' % (
                 mode, m['committed'], m['delivered'], m['deliveries'], m['settle'],
                 '; FAILED: ' + '; '.join(m['failures']) if m['failures'] else ''))
