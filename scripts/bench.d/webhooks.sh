@@ -18,6 +18,8 @@
 #            Prints deliveries/s (first delivery made to last succeeded) and commit-to-first-
 #            attempt p50/p99/max (webhook_attempts.at of attempt 1 minus the event's
 #            recorded_at, the same clocks as the webhook_commit_to_first_attempt_seconds metric).
+#            WEBHOOK_ANALYZE_AFTER (5) seconds into the writes the tables are analysed (standing
+#            in for autovacuum, off on the bench machine's PostgreSQL); 0: never.
 #  memory    a fresh copy, 20 endpoints pointing at a closed port on 127.0.0.1, 1,000 PATCHes
 #            (real events), then WEBHOOK_BACKLOG (1,000,000) pending deliveries seeded in SQL
 #            over those events; the server (re)started on it works the backlog (every attempt
@@ -120,7 +122,19 @@ wh_fanout() {
   rcpu0=$(wh_receivers_ticks)
   t0=$(date +%s.%N)
   log "fan-out: $wh_events PATCHes (rate ${wh_rate:-0}/s, 0 = unpaced; $wh_writers writers) with $wh_endpoints endpoints"
+  # Statistics as autovacuum would take them once deliveries exist (this machine's PostgreSQL
+  # runs with autovacuum = off): WEBHOOK_ANALYZE_AFTER (5) seconds into the writes, ANALYZE of
+  # the tables the senders read, which also replans the statements the server has cached (the
+  # foreign-key check of webhook_attempts among them). Without it the plans made on empty
+  # tables walk a tenant's whole index per delivery (docs/performance.md). 0: no ANALYZE.
+  local analyze_pid=
+  if [[ ${WEBHOOK_ANALYZE_AFTER:-5} != 0 ]]; then
+    (sleep "${WEBHOOK_ANALYZE_AFTER:-5}"
+     sql "$db_prefix"fanout -c "ANALYZE webhook_deliveries, webhook_attempts, customer_events, webhooks, webhook_secrets") &
+    analyze_pid=$!
+  fi
   wh write "$base" "$token" "$work/webhooks-ids.txt" "$wh_rate" "$wh_writers" >"$work/webhooks-write.json"
+  [[ -z $analyze_pid ]] || wait "$analyze_pid" || true
   log "fan-out: written $(cat "$work/webhooks-write.json") ; waiting for $expected deliveries"
   progress=$(date +%s.%N)
   while :; do
@@ -177,14 +191,14 @@ wh_memory() {
   log "memory: seeding $wh_backlog pending deliveries"
   # Copies of the deliveries the writes made, due now, with fresh ids (hex digits are in the
   # ULID alphabet).
-  sql backlog -c "WITH src AS (SELECT row_number() OVER () - 1 AS k, d.* FROM webhook_deliveries d),
+  sql "$db_prefix"backlog -c "WITH src AS (SELECT row_number() OVER () - 1 AS k, d.* FROM webhook_deliveries d),
              n AS (SELECT count(*) AS c FROM src)
       INSERT INTO webhook_deliveries (org_id, mode, id, webhook_id, event_id, event_type,
         customer_id, event_version, next_attempt_at, event_recorded_at)
       SELECT s.org_id, s.mode, 'dlv_' || upper(lpad(to_hex(g.n), 26, '0')), s.webhook_id, s.event_id,
              s.event_type, s.customer_id, s.event_version, now(), s.event_recorded_at
         FROM generate_series(1, $wh_backlog) AS g(n) JOIN src s ON s.k = g.n % (SELECT c FROM n)"
-  sql backlog -c "VACUUM ANALYZE webhook_deliveries"
+  sql "$db_prefix"backlog -c "VACUUM ANALYZE webhook_deliveries"
   wh_state backlog >"$work/webhooks-backlog-before.json"
   use_server backlog "$wh_env" "$bin" backlog_run
   local secs=${WEBHOOK_RSS_SECONDS:-180} t0 rss

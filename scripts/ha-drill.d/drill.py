@@ -1,7 +1,8 @@
 """The failover drill of scripts/ha-drill (issue 14): keyed write load on customers-api across
 Patroni failovers, in two connection modes at once, checked against the database afterwards.
 
-Run by scripts/ha-drill with Debian's python3 (psycopg2 comes with the cluster's packages).
+Run by scripts/ha-drill with Debian's python3 (psycopg2 comes with the cluster's packages) in a
+virtualenv with nats-py (scripts/scale-drill.d/venv), which jetstream.py reads the streams with.
 For each mode (through HAProxy, and with a multi-host URL) one service process runs, with
 CLIENTS writers of its own. For each EVENT in turn: wait until the cluster is settled, create
 customers, start the load, fire the event, keep the load running until the service has written

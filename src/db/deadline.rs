@@ -42,14 +42,24 @@ pub struct Deadline {
     bound: Duration,
     limits: Arc<TenantLimits>,
     pool: PgPool,
+    home: Option<tokio::runtime::Handle>,
 }
 
 impl Deadline {
+    /// Made on the runtime that builds the service: the one whose I/O driver the pool's
+    /// connections are registered with (see [`home`]).
     pub fn new(settings: &DatabaseSettings, pool: PgPool) -> Self {
+        // Only a multi-threaded runtime drives its I/O by itself; a current-thread one (a test's)
+        // would serve a worker's connection only while its own thread waits, so the workers
+        // keep their own then.
+        let home = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         Self {
             bound: bound(settings),
             limits: TenantLimits::from_settings(settings),
             pool,
+            home,
         }
     }
 }
@@ -66,6 +76,8 @@ struct InFlight {
     refused: Cell<bool>,
     /// When each connection it took was opened (the pool's metadata gives ages only).
     taken: RefCell<Vec<Instant>>,
+    /// The service's own runtime, which outlives every HTTP worker ([`home`]).
+    home: Option<tokio::runtime::Handle>,
 }
 
 tokio::task_local! {
@@ -131,6 +143,22 @@ pub(super) fn taken(meta: &PoolConnectionMetadata) {
     });
 }
 
+/// The runtime on which the current request opens its database connections: the service's
+/// own (the one `main` runs, which lives until the process ends), not the HTTP worker's that
+/// serves the request. Each actix worker runs a runtime of its own, and a socket belongs to the
+/// I/O driver of the runtime it was opened on; the pool is shared by every worker, so a
+/// connection opened by a request on worker A is handed to requests on worker B. At a stop
+/// signal a worker without connections stops at once and its runtime is dropped, which fails
+/// every socket registered with it: a request still in flight on another worker, holding such
+/// a connection, lost it in mid-statement and was answered 503 (issue 21). None outside a
+/// request, or on a current-thread runtime (see [`Deadline::new`]).
+pub(super) fn home() -> Option<tokio::runtime::Handle> {
+    IN_FLIGHT
+        .try_with(|in_flight| in_flight.home.clone())
+        .ok()
+        .flatten()
+}
+
 /// Connections of cut requests, by when they were opened, with when they were cut.
 static CUT: Mutex<Vec<(Instant, Instant)>> = Mutex::new(Vec::new());
 
@@ -175,6 +203,7 @@ pub async fn limit<B: MessageBody + 'static>(
         slot: RefCell::new(None),
         refused: Cell::new(false),
         taken: RefCell::new(Vec::new()),
+        home: deadline.home.clone(),
     });
     let mut work = Box::pin(IN_FLIGHT.scope(in_flight.clone(), next.call(req)));
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;

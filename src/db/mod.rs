@@ -167,16 +167,34 @@ pub async fn is_ready(pool: &PgPool) -> bool {
 /// `pool.acquire()`, started again when the monitor selects another host: an attempt stuck
 /// connecting to a stalled host is dropped (nothing was sent) instead of waiting out the
 /// `acquire_timeout`.
+///
+/// A connection it opens is registered with the service's own runtime ([`deadline::home`]),
+/// so that it outlives the HTTP worker whose request opened it.
 async fn acquire_following_host(
     pool: &PgPool,
 ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+    let home = deadline::home();
     loop {
         let changed = host_changed_signal().notified();
         tokio::select! {
-            acquired = pool.acquire() => return acquired,
+            acquired = on_runtime(home.as_ref(), pool.acquire()) => return acquired,
             _ = changed => {}
         }
     }
+}
+
+/// Polls `work` inside the context of `runtime` (when given): the sockets and timers it creates
+/// belong to that runtime's drivers, while the task polling it stays where it is.
+async fn on_runtime<F: std::future::Future>(
+    runtime: Option<&tokio::runtime::Handle>,
+    work: F,
+) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        let _entered = runtime.map(|r| r.enter());
+        work.as_mut().poll(cx)
+    })
+    .await
 }
 
 static WAITING: AtomicI64 = AtomicI64::new(0);

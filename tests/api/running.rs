@@ -353,3 +353,124 @@ async fn a_stop_signal_first_drains_readyz_while_every_route_is_served() {
         json!({"during": "drain"})
     );
 }
+
+/// The service's connections to its database (the pool's and the monitor's), by backend pid,
+/// with when each was opened.
+async fn service_backends(db: &sqlx::PgPool) -> Vec<(i32, chrono::DateTime<chrono::Utc>)> {
+    sqlx::query_as(
+        "SELECT pid, backend_start FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'customers-api'",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+/// A request in flight at SIGTERM finishes with its normal answer even when the pooled
+/// connection it holds was opened by a request on another HTTP worker, one with no connection
+/// left, which stops at once (issue 21: 503 for the request in flight, in 2 of 5 rolling
+/// restarts). Each actix worker runs a runtime of its own and a socket belongs to the runtime
+/// it was opened on: the connections are opened on the service's own runtime instead
+/// (`db::deadline::home`).
+///
+/// Made deterministic: one pooled connection, two workers (a listener hands connections to them
+/// in turn). The service's backends are ended, so that the next request opens the pool's
+/// connection: a GET on a connection of its own (worker A), then closed; the PATCH comes on the
+/// next connection (worker B), is held by a row lock, and is in flight at SIGTERM while worker
+/// A, idle, stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_at_sigterm_keeps_a_connection_another_worker_opened() {
+    let (app, id, mut service, _dir) = binary_with_a_customer(&[
+        ("CUSTOMERS_API__SERVER__WORKERS", "2"),
+        ("CUSTOMERS_API__DATABASE__MAX_CONNECTIONS", "1"),
+        // The background tasks (on the service's runtime) seldom take the one connection, so
+        // that a request opens it.
+        ("CUSTOMERS_API__WEBHOOKS__POLL_INTERVAL", "1h"),
+        ("CUSTOMERS_API__IDEMPOTENCY__SWEEP_INTERVAL", "1h"),
+    ])
+    .await;
+    let other = app.create_id(json!({})).await;
+    let other_url = service.url(&format!("/v1/customers/{other}"));
+    let get_other = |client: &reqwest::Client| {
+        client
+            .get(&other_url)
+            .bearer_auth(token(ORG, "test", ADMIN))
+            .send()
+    };
+    let mut attempt = 0;
+    let (tx, in_flight) = loop {
+        attempt += 1;
+        assert!(
+            attempt <= 5,
+            "the pool's connection was never opened by a request"
+        );
+        for (pid, _) in service_backends(&app.db).await {
+            sqlx::query("SELECT pg_terminate_backend($1)")
+                .bind(pid)
+                .execute(&app.db)
+                .await
+                .unwrap();
+        }
+        // The monitor notices within its heartbeat and condemns the pool's connection.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let before: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        let opener = reqwest::Client::new();
+        let opened = get_other(&opener).await.unwrap().status();
+        drop(opener); // its connection closes: worker A has none left
+        if opened != 200 {
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let tx = hold_row_lock(&app.db, &id).await;
+        let patch = tokio::spawn(
+            reqwest::Client::new()
+                .patch(service.url(&format!("/v1/customers/{id}")))
+                .bearer_auth(token(ORG, "test", ADMIN))
+                .json(&json!({"metadata": {"during": "shutdown"}}))
+                .send(),
+        );
+        // The PATCH waits for the lock on the pool's one connection: was it the GET's?
+        let mut waiting = None;
+        for _ in 0..50 {
+            waiting = sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+                "SELECT backend_start FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name = 'customers-api' AND wait_event_type = 'Lock'",
+            )
+            .fetch_optional(&app.db)
+            .await
+            .unwrap();
+            if waiting.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let opened_at = waiting.expect("the PATCH waits for the row lock");
+        if opened_at > before {
+            break (tx, patch);
+        }
+        // A background task opened it first: once more.
+        tx.rollback().await.unwrap();
+        assert_eq!(patch.await.unwrap().unwrap().status(), 200);
+    };
+
+    service.sigterm();
+    // Worker A stops at once; the PATCH is still waiting for the lock.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tx.rollback().await.unwrap();
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request was answered");
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "the request in flight at SIGTERM: {body}");
+    let status = service.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(
+        app.get_json(&id).await["metadata"],
+        json!({"during": "shutdown"})
+    );
+}

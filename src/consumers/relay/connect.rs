@@ -10,6 +10,9 @@ use tokio::sync::Notify;
 use super::{Publishing, PublishingStatus};
 use crate::configuration::EventsSettings;
 
+/// How often the client pings its server; three unanswered in a row end the connection.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+
 /// A client that connects in the background and reconnects forever. Credentials are taken out
 /// of the URL and handed to the client separately, so that nothing it logs (it logs server
 /// addresses at debug level) can show them.
@@ -24,6 +27,12 @@ pub(super) async fn connect(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
+        // A server that stops answering without closing the connection (a stalled host, a
+        // network that drops packets) is left after 2 pings without a pong, about 3 s, for
+        // another of the URL list. With the default (60 s) a relay connected to a frozen server
+        // of a cluster kept its rounds waiting on it, holding the publisher lock, for the whole
+        // stall, though the other servers had elected a new stream leader (issue 21).
+        .ping_interval(PING_INTERVAL)
         .request_timeout(Some(settings.publish_timeout))
         .reconnect_delay_callback(|attempts| {
             // Back quickly after a short outage; at most every 2 s after a long one.

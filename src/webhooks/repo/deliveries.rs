@@ -184,6 +184,7 @@ pub async fn events_since(
             WHERE org_id = $1 AND mode = $2
               AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
               AND occurred_at >= $3
+              AND occurred_at < 'infinity' -- the index's condition (migration 12)
               AND ($5::timestamptz IS NULL
                    OR (occurred_at, customer_id, version) > ($5, $6::text, $7::bigint))
               AND (cardinality($4::text[]) = 0 OR type = ANY($4))

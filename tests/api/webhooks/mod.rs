@@ -7,6 +7,7 @@ mod crud;
 mod db_down;
 mod delivery;
 mod destinations;
+mod disabled;
 mod instances;
 mod receiver;
 mod retention;
