@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Checks that a NATS server answers with JetStream, speaking the NATS protocol over a plain
-socket (standard library only, so CI needs no NATS client).
+"""Checks that a NATS server answers with JetStream, with nats-py, the maintained Python client
+(https://github.com/nats-io/nats.py; the drills' virtualenv has it: scripts/scale-drill.d/venv).
 
   jetstream-check.py HOST:PORT create   make the file-backed stream SMOKE (subjects smoke.>)
                                         and publish one message to it through JetStream
@@ -10,99 +10,64 @@ socket (standard library only, so CI needs no NATS client).
 Used by scripts/compose-smoke. Exits non-zero with a message on any failure.
 """
 
-import json
-import socket
+import asyncio
 import sys
 
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import StorageType
+
 STREAM = "SMOKE"
-INBOX = "_INBOX.compose_smoke"
+TIMEOUT = 5.0
 
 
-class Nats:
-    def __init__(self, host, port):
-        self.sock = socket.create_connection((host, port), timeout=5)
-        self.buf = b""
-        info = self.line()
-        if not info.startswith(b"INFO "):
-            raise SystemExit(f"not a NATS server: {info[:80]!r}")
-        self.info = json.loads(info[5:])
-        if not self.info.get("jetstream"):
-            raise SystemExit(f"NATS {self.info.get('version')} answers without JetStream")
-        self.send(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"name":"compose-smoke"}')
-        self.send(f"SUB {INBOX} 1".encode())
-
-    def send(self, line, payload=None):
-        data = line + b"\r\n"
-        if payload is not None:
-            data += payload + b"\r\n"
-        self.sock.sendall(data)
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise SystemExit("NATS closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def exactly(self, n):
-        while len(self.buf) < n + 2:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise SystemExit("NATS closed the connection")
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n + 2:]
-        return data
-
-    def request(self, subject, body):
-        """Publishes body to subject with a reply inbox and returns the parsed JSON reply."""
-        payload = json.dumps(body).encode() if body is not None else b""
-        self.send(f"PUB {subject} {INBOX} {len(payload)}".encode(), payload)
-        while True:
-            line = self.line()
-            if line == b"PING":
-                self.send(b"PONG")
-            elif line.startswith(b"-ERR"):
-                raise SystemExit(f"NATS error: {line.decode()}")
-            elif line.startswith(b"MSG "):
-                size = int(line.split()[-1])
-                return json.loads(self.exactly(size))
-            elif line.startswith(b"HMSG "):
-                # No-responders and other status replies carry headers: HMSG subj sid hdr total
-                parts = line.split()
-                data = self.exactly(int(parts[-1]))
-                raise SystemExit(f"no JetStream answer on {subject}: {data[: int(parts[-2])]!r}")
+class Failed(Exception):
+    """A check that failed; main() turns it into the exit message (SystemExit raised inside the
+    event loop would be printed as a task's traceback)."""
 
 
-def check(reply, what):
-    if "error" in reply:
-        raise SystemExit(f"{what}: {reply['error']}")
-    return reply
+async def quiet(_error):
+    """nats-py prints every connection error with its traceback; a failure is raised instead."""
+
+
+async def check(address, action):
+    nc = await nats.connect(f"nats://{address}", name="compose-smoke", connect_timeout=TIMEOUT,
+                            allow_reconnect=False, error_cb=quiet)
+    try:
+        js = nc.jetstream(timeout=TIMEOUT)
+        try:
+            await js.account_info()
+        except (nats.js.errors.NotFoundError, nats.js.errors.ServiceUnavailableError,
+                nats.errors.NoRespondersError) as e:
+            raise Failed(f"NATS {nc.connected_server_version} answers without JetStream: {e}")
+        if action == "create":
+            await js.add_stream(name=STREAM, subjects=["smoke.>"], storage=StorageType.FILE)
+            ack = await js.publish("smoke.check", b'{"hello":"jetstream"}')
+            if ack.stream != STREAM or ack.seq != 1:
+                raise Failed(f"unexpected publish acknowledgement: {ack}")
+        try:
+            info = await js.stream_info(STREAM)
+        except nats.js.errors.NotFoundError:
+            raise Failed(f"stream {STREAM} does not exist")
+        if info.state.messages != 1:
+            raise Failed(f"stream {STREAM} holds {info.state.messages} messages, expected 1")
+        print(f"NATS {nc.connected_server_version}, JetStream on, stream {STREAM} holds 1 message")
+    finally:
+        await nc.close()
 
 
 def main():
     if len(sys.argv) != 3 or sys.argv[2] not in ("create", "verify"):
         raise SystemExit(__doc__)
-    host, port = sys.argv[1].rsplit(":", 1)
-    nats = Nats(host, int(port))
-    check(nats.request("$JS.API.INFO", None), "JetStream account info")
-    if sys.argv[2] == "create":
-        check(
-            nats.request(
-                f"$JS.API.STREAM.CREATE.{STREAM}",
-                {"name": STREAM, "subjects": ["smoke.>"], "storage": "file"},
-            ),
-            "create stream",
-        )
-        ack = check(nats.request("smoke.check", {"hello": "jetstream"}), "publish")
-        if ack.get("stream") != STREAM or ack.get("seq") != 1:
-            raise SystemExit(f"unexpected publish acknowledgement: {ack}")
-    info = check(nats.request(f"$JS.API.STREAM.INFO.{STREAM}", None), "stream info")
-    messages = info["state"]["messages"]
-    if messages != 1:
-        raise SystemExit(f"stream {STREAM} holds {messages} messages, expected 1")
-    print(f"NATS {nats.info.get('version')}, JetStream on, stream {STREAM} holds 1 message")
+    try:
+        asyncio.run(asyncio.wait_for(check(sys.argv[1], sys.argv[2]), TIMEOUT * 4))
+    except Failed as e:
+        raise SystemExit(str(e))
+    except asyncio.TimeoutError:
+        raise SystemExit(f"NATS at {sys.argv[1]}: no answer within {TIMEOUT * 4:.0f} s")
+    except (OSError, nats.errors.Error) as e:
+        raise SystemExit(f"NATS at {sys.argv[1]}: {type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

@@ -57,7 +57,13 @@ pub(super) async fn write(
         Begun::Replay(response) => return Ok(response),
     };
     let outcome = run(write.conn()).await;
-    write.finish(outcome).await
+    let response = write.finish(outcome).await;
+    if response.is_ok() {
+        // A webhook may have been made or enabled: this instance's writes wake the dispatcher
+        // again until its next round says whether one is enabled.
+        state.webhooks.expect_deliveries(true);
+    }
+    response
 }
 
 #[utoipa::path(

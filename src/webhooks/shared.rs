@@ -2,6 +2,8 @@
 //! the secrets' box and the wake-ups. In a file of its own, so that what holds it (the
 //! application's state) does not import the routes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::Notify;
 
 use super::destination::Allowance;
@@ -16,6 +18,12 @@ pub struct Webhooks {
     pub(crate) dispatch_wake: Notify,
     /// Awaited by the senders.
     pub(crate) send_wake: Notify,
+    /// Whether some webhook may take events: when none does, a write does not wake the
+    /// dispatcher (its round, a transaction of its own, would find nothing to deliver); its
+    /// poll still moves its position. A guess, corrected by each dispatch round and set at
+    /// once when a webhook is written here; wrong only for a webhook made or enabled on another
+    /// instance, and only until this instance's next round (`webhooks.poll_interval`).
+    expect_deliveries: AtomicBool,
 }
 
 impl Webhooks {
@@ -25,6 +33,8 @@ impl Webhooks {
             settings,
             dispatch_wake: Notify::new(),
             send_wake: Notify::new(),
+            // Until the first round has looked.
+            expect_deliveries: AtomicBool::new(true),
         }
     }
 
@@ -35,9 +45,18 @@ impl Webhooks {
         }
     }
 
-    /// After a write that recorded events committed: the dispatcher looks at once.
+    /// After a write that recorded events committed: the dispatcher looks at once, unless no
+    /// webhook would take them (`expect_deliveries`).
     pub fn wake_dispatcher(&self) {
-        self.dispatch_wake.notify_one();
+        if self.expect_deliveries.load(Ordering::Relaxed) {
+            self.dispatch_wake.notify_one();
+        }
+    }
+
+    /// What the dispatcher's last round saw, or `true` after a webhook was written here (it may
+    /// be enabled now).
+    pub fn expect_deliveries(&self, any: bool) {
+        self.expect_deliveries.store(any, Ordering::Relaxed);
     }
 
     /// Deliveries are due now (made, retried, or a slot freed).

@@ -81,6 +81,12 @@ async fn round(pool: &PgPool, hooks: &Webhooks) -> Result<usize, sqlx::Error> {
         return Ok(0);
     };
     let matched = outbox::next_events(&mut tx, BATCH as i64).await?;
+    // Whether this instance's writes should wake the dispatcher: known from the round when an
+    // event took a webhook, else asked (a webhook made or enabled on another instance is seen
+    // here within a poll).
+    let any =
+        matched.iter().any(|m| m.webhook_id.is_some()) || outbox::any_enabled(&mut tx).await?;
+    hooks.expect_deliveries(any);
     if matched.is_empty() {
         tx.rollback().await?;
         return Ok(0);

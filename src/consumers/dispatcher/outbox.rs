@@ -95,6 +95,13 @@ pub async fn next_events(conn: &mut PgConnection, limit: i64) -> Result<Vec<Matc
     .await
 }
 
+/// Whether any tenant has an enabled webhook (`Webhooks::expect_deliveries`).
+pub async fn any_enabled(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(r#"SELECT EXISTS (SELECT 1 FROM webhooks WHERE enabled) AS "any!""#)
+        .fetch_one(conn)
+        .await
+}
+
 /// New deliveries, due now, one per (event, webhook) of `matched` that has a webhook, with the
 /// ids given; then the position moves past the last event. The round's only writes.
 pub async fn dispatch(

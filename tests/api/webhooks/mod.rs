@@ -12,6 +12,7 @@ mod instances;
 mod receiver;
 mod retention;
 mod settings;
+mod wake;
 
 use std::time::Duration;
 
