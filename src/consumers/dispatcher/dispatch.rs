@@ -63,9 +63,14 @@ pub async fn run(
         if full {
             continue;
         }
-        let wait = poll
-            .saturating_mul(1 << failures.min(4))
-            .min(Duration::from_secs(5));
+        // After failures the wait doubles up to 5 s (never below the poll interval itself).
+        let wait = if failures == 0 {
+            poll
+        } else {
+            poll.saturating_mul(1 << failures.min(4))
+                .min(Duration::from_secs(5))
+                .max(poll)
+        };
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = hooks.dispatch_wake.notified() => {}
