@@ -2,7 +2,7 @@
 //! beside the JetStream relay, with its own position (`webhook_dispatch`). A loop, woken after
 //! this instance's writes commit (`Webhooks::wake_dispatcher`) or every
 //! `webhooks.poll_interval` (other instances' writes, and events held back behind an older
-//! transaction). One instance dispatches at a time (`repo::outbox::begin_dispatch`); a crash
+//! transaction). One instance dispatches at a time (`outbox::begin_dispatch`); a crash
 //! before the commit leaves the position where it was, so the events are dispatched again, and
 //! no delivery is made twice (the deliveries and the position commit together).
 
