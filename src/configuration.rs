@@ -280,6 +280,11 @@ pub struct EventsSettings {
 pub struct WebhooksSettings {
     /// Encrypts the webhooks' signing secrets at rest (its SHA-256 is the AEAD key).
     pub secrets_key: Secret,
+    /// Keys that sealed secrets before `secrets_key` changed: they still open them, and each
+    /// instance seals them again under `secrets_key` (`webhooks::reseal`). A TOML array, or a
+    /// comma-separated string (from the environment).
+    #[serde(default, deserialize_with = "secrets")]
+    pub previous_secrets_keys: Vec<Secret>,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// A TOML array of durations, or a comma-separated string (from the environment).
@@ -299,22 +304,31 @@ pub struct WebhooksSettings {
 }
 
 /// Durations as a list (`["5s", "5m"]`) or one comma-separated string (`"5s,5m"`).
-fn durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+/// A setting that is a list: a TOML array, or (from the environment, where every value is text)
+/// a comma-separated string; an empty string is the empty list.
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Form {
         List(Vec<String>),
         Text(String),
     }
-    let items = match Form::deserialize(d)? {
+    Ok(match Form::deserialize(d)? {
         Form::List(items) => items,
         Form::Text(text) if text.trim().is_empty() => Vec::new(),
         Form::Text(text) => text.split(',').map(|s| s.trim().to_owned()).collect(),
-    };
-    items
+    })
+}
+
+fn durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    list_or_commas(d)?
         .iter()
         .map(|item| humantime::parse_duration(item).map_err(serde::de::Error::custom))
         .collect()
+}
+
+fn secrets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    Ok(list_or_commas(d)?.into_iter().map(Secret::new).collect())
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -246,6 +246,12 @@ impl Application {
             gate_for_tasks.clone(),
             stop_background.clone(),
         ));
+        tokio::spawn(crate::webhooks::reseal::run(
+            pool.clone(),
+            webhooks.clone(),
+            settings.idempotency.sweep_interval,
+            stop_background.clone(),
+        ));
         let webhooks = crate::consumers::dispatcher::spawn(
             pool.clone(),
             webhooks,

@@ -19,6 +19,15 @@ impl Mode {
             Mode::Live => "live",
         }
     }
+
+    /// The mode of a row read across tenants (a `mode` column holds only `test` or `live`).
+    pub fn from_stored(text: &str) -> Self {
+        if text == "live" {
+            Mode::Live
+        } else {
+            Mode::Test
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -230,6 +230,20 @@ impl Settings {
                 "must be at least 32 bytes",
             ));
         }
+        for previous in &webhooks.previous_secrets_keys {
+            if previous.expose().len() < 32 {
+                return Err(ConfigError::invalid(
+                    "webhooks.previous_secrets_keys",
+                    "each must be at least 32 bytes",
+                ));
+            }
+            if previous == &webhooks.secrets_key {
+                return Err(ConfigError::invalid(
+                    "webhooks.previous_secrets_keys",
+                    "must not hold webhooks.secrets_key itself",
+                ));
+            }
+        }
         for (name, d) in [
             ("webhooks.timeout", webhooks.timeout),
             ("webhooks.disable_after", webhooks.disable_after),

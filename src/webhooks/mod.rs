@@ -5,7 +5,8 @@
 //!
 //! - `handlers` → `service` → `repo`: the routes (`/v1/webhooks…`, scope `webhooks:manage`).
 //! - `log`: the delivery log, retry and recover.
-//! - `destination`: where deliveries may go; `secret`: secrets, their encryption, signatures.
+//! - `destination`: where deliveries may go; `secret`: secrets, their encryption, signatures;
+//!   `reseal`: sealing them again after `webhooks.secrets_key` changed.
 //! - `shared`: what the routes and the dispatcher share (settings, secrets, wake-ups).
 
 pub mod destination;
@@ -14,6 +15,7 @@ mod input;
 pub mod log;
 pub mod model;
 mod repo;
+pub mod reseal;
 pub mod secret;
 pub mod service;
 pub mod shared;

@@ -59,18 +59,40 @@ impl SigningSecret {
     }
 }
 
-/// Encrypts and decrypts the secrets stored in `webhook_secrets`.
+/// Encrypts and decrypts the secrets stored in `webhook_secrets`: seals under
+/// `webhooks.secrets_key`, opens under it or any of `webhooks.previous_secrets_keys`, so that the
+/// key can be changed without making the stored secrets unreadable (`webhooks::reseal` then
+/// seals them again under the new one).
 pub struct SecretBox {
-    cipher: ChaCha20Poly1305,
+    /// The current key's cipher first, then the previous keys' in the order configured.
+    ciphers: Vec<ChaCha20Poly1305>,
+}
+
+/// Which key opened a sealed secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedUnder {
+    Current,
+    Previous,
 }
 
 impl SecretBox {
-    /// The key is the SHA-256 of `webhooks.secrets_key` (at least 32 bytes, checked at start-up).
-    pub fn new(secrets_key: &str) -> Self {
-        let key = Sha256::digest(secrets_key.as_bytes());
+    /// Each key is the SHA-256 of the configured text (at least 32 bytes, checked at start-up).
+    pub fn new<'a>(secrets_key: &'a str, previous: impl IntoIterator<Item = &'a str>) -> Self {
+        let cipher = |text: &str| {
+            let key = Sha256::digest(text.as_bytes());
+            ChaCha20Poly1305::new(&Key::from(<[u8; 32]>::from(key)))
+        };
         Self {
-            cipher: ChaCha20Poly1305::new(&Key::from(<[u8; 32]>::from(key))),
+            ciphers: std::iter::once(secrets_key)
+                .chain(previous)
+                .map(cipher)
+                .collect(),
         }
+    }
+
+    /// Whether previous keys are configured (secrets sealed under one of them may remain).
+    pub fn has_previous_keys(&self) -> bool {
+        self.ciphers.len() > 1
     }
 
     /// The secret bound to its webhook: the tenant and id are the associated data, so a sealed
@@ -84,8 +106,7 @@ impl SecretBox {
         let mut nonce = [0u8; NONCE_BYTES];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad = Self::associated(tenant, webhook_id);
-        let sealed = self
-            .cipher
+        let sealed = self.ciphers[0]
             .encrypt(
                 &Nonce::from(nonce),
                 Payload {
@@ -101,22 +122,36 @@ impl SecretBox {
 
     /// The secret, or `None` when it does not open (another key, another webhook, altered).
     pub fn open(&self, tenant: &Tenant, webhook_id: &str, sealed: &[u8]) -> Option<SigningSecret> {
+        self.open_telling_key(tenant, webhook_id, sealed)
+            .map(|(secret, _)| secret)
+    }
+
+    /// As `open`, and whether the current key or a previous one opened it.
+    pub fn open_telling_key(
+        &self,
+        tenant: &Tenant,
+        webhook_id: &str,
+        sealed: &[u8],
+    ) -> Option<(SigningSecret, SealedUnder)> {
         if sealed.len() < NONCE_BYTES {
             return None;
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
         let nonce = Nonce::from(<[u8; NONCE_BYTES]>::try_from(nonce).ok()?);
         let aad = Self::associated(tenant, webhook_id);
-        self.cipher
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .ok()
-            .map(SigningSecret)
+        self.ciphers.iter().enumerate().find_map(|(i, cipher)| {
+            let payload = Payload {
+                msg: ciphertext,
+                aad: &aad,
+            };
+            let secret = SigningSecret(cipher.decrypt(&nonce, payload).ok()?);
+            let under = if i == 0 {
+                SealedUnder::Current
+            } else {
+                SealedUnder::Previous
+            };
+            Some((secret, under))
+        })
     }
 }
 
@@ -164,13 +199,37 @@ mod tests {
 
     #[test]
     fn a_sealed_secret_opens_only_for_its_webhook_and_key() {
-        let secrets = SecretBox::new("a key of thirty-two bytes or more, surely");
+        let secrets = SecretBox::new("a key of thirty-two bytes or more, surely", []);
         let secret = SigningSecret::generate();
         let sealed = secrets.seal(&tenant("a"), "whk_1", &secret);
         assert_eq!(secrets.open(&tenant("a"), "whk_1", &sealed), Some(secret));
         assert!(secrets.open(&tenant("b"), "whk_1", &sealed).is_none());
         assert!(secrets.open(&tenant("a"), "whk_2", &sealed).is_none());
-        let other = SecretBox::new("another key of thirty-two bytes or more");
+        let other = SecretBox::new("another key of thirty-two bytes or more", []);
         assert!(other.open(&tenant("a"), "whk_1", &sealed).is_none());
+    }
+
+    /// After the key changes, secrets sealed under the old one open while it is listed among
+    /// the previous keys, and say so; new seals use the new key.
+    #[test]
+    fn a_previous_key_opens_what_it_sealed() {
+        let old_key = "the old key of thirty-two bytes or more";
+        let old = SecretBox::new(old_key, []);
+        let secret = SigningSecret::generate();
+        let sealed = old.seal(&tenant("a"), "whk_1", &secret);
+        let rotated = SecretBox::new("the new key of thirty-two bytes or more", [old_key]);
+        assert!(rotated.has_previous_keys());
+        assert_eq!(
+            rotated.open_telling_key(&tenant("a"), "whk_1", &sealed),
+            Some((secret.clone(), SealedUnder::Previous))
+        );
+        let resealed = rotated.seal(&tenant("a"), "whk_1", &secret);
+        assert_eq!(
+            rotated.open_telling_key(&tenant("a"), "whk_1", &resealed),
+            Some((secret, SealedUnder::Current))
+        );
+        assert!(old.open(&tenant("a"), "whk_1", &resealed).is_none());
+        // Still bound to its webhook under a previous key.
+        assert!(rotated.open(&tenant("a"), "whk_2", &sealed).is_none());
     }
 }

@@ -29,7 +29,13 @@ pub struct Webhooks {
 impl Webhooks {
     pub fn new(settings: WebhooksSettings) -> Self {
         Self {
-            secrets: SecretBox::new(settings.secrets_key.expose()),
+            secrets: SecretBox::new(
+                settings.secrets_key.expose(),
+                settings
+                    .previous_secrets_keys
+                    .iter()
+                    .map(|key| key.expose()),
+            ),
             settings,
             dispatch_wake: Notify::new(),
             send_wake: Notify::new(),

@@ -25,6 +25,10 @@ fn check_config_prints_the_settings_with_secrets_hidden() {
                 "postgres://app:hunter2-password@db1.example:5432,db2.example:6432/customers?sslmode=verify-full&target_session_attrs=read-write",
             ),
             ("CUSTOMERS_API__EVENTS__NATS_URL", "nats://relay:nats-secret@127.0.0.1:4222"),
+            (
+                "CUSTOMERS_API__WEBHOOKS__PREVIOUS_SECRETS_KEYS",
+                "old-webhooks-key-one-thirty-two-bytes, old-webhooks-key-two-thirty-two-bytes",
+            ),
         ],
     );
     let stdout = text(&out.stdout);
@@ -53,6 +57,7 @@ fn check_config_prints_the_settings_with_secrets_hidden() {
         "nats-secret",
         "dev-cursor-secret",
         "dev-signing-secret",
+        "old-webhooks-key",
     ] {
         assert!(!stdout.contains(secret), "{secret} printed: {stdout}");
     }
@@ -82,6 +87,20 @@ fn check_config_exits_1_naming_an_invalid_setting() {
             "database.url (DATABASE_URL)",
         ),
         (("CUSTOMERS_API__CACHE__CUSTOMERS", "64"), "cache.customers"),
+        (
+            (
+                "CUSTOMERS_API__WEBHOOKS__PREVIOUS_SECRETS_KEYS",
+                "an old key of thirty-two bytes or more,too short",
+            ),
+            "webhooks.previous_secrets_keys",
+        ),
+        (
+            (
+                "CUSTOMERS_API__WEBHOOKS__PREVIOUS_SECRETS_KEYS",
+                "dev-webhook-secrets-key-do-not-use-in-production-0",
+            ),
+            "webhooks.previous_secrets_keys",
+        ),
     ] {
         let out = run(&["check-config"], &[env]);
         assert_eq!(out.status.code(), Some(1), "{env:?}");

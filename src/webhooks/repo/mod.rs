@@ -12,6 +12,7 @@
 //! webhooks know stored events, not customers.
 
 pub mod deliveries;
+pub mod sealed;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};

@@ -11,6 +11,7 @@ mod disabled;
 mod instances;
 mod receiver;
 mod retention;
+mod secrets_key;
 mod settings;
 mod wake;
 
