@@ -21,8 +21,9 @@
 //! names it: the events up to it are already in the stream and are skipped, so such a crash
 //! leaves no duplicate even after JetStream's duplicate window has passed. The stream is read
 //! (created when missing, its configuration checked) on the first round of the process, when
-//! there is no event at the position to expect, and after a refusal that names no event of the
-//! batch; that round expects the stream's last sequence instead.
+//! there is no event at the position to expect, after a refusal that names no event of the batch,
+//! and when the stream is gone (it is created again); that round expects the stream's last
+//! sequence instead.
 
 use std::time::Duration;
 use tracing::Instrument;
@@ -202,8 +203,9 @@ impl Publisher {
                         e.kind(),
                         PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
                     ) && i == skip;
-                    if stale_tail {
-                        // The stream ends with a message this instance does not know.
+                    if stale_tail || e.kind() == PublishErrorKind::StreamNotFound {
+                        // The stream ends with a message this instance does not know, or it is
+                        // gone (deleted while the service runs): read it, or create it again.
                         self.read_next = true;
                     }
                     let refused = refusal(&e);

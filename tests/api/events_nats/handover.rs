@@ -111,3 +111,28 @@ async fn a_relay_taking_the_lock_over_publishes_without_asking_jetstream_for_the
     assert_eq!(ids, expected, "every event once, in feed order");
     stream.delete().await;
 }
+
+/// The relay reads the stream only when it must; a stream deleted while the service runs is one
+/// such case: it is made again, and publication goes on.
+#[tokio::test]
+async fn a_stream_deleted_while_the_service_runs_is_made_again() {
+    let url = crate::support::shared_nats_url();
+    let stream = TestStream::new(&url).await;
+    let app = spawn_app_with(|settings| {
+        stream.configure(settings, &url);
+        settings.rate_limit.enabled = false;
+    })
+    .await;
+    let writer = Writer::new(&app.address, ORG);
+    writer.create().await;
+    stream.wait_count(1, Duration::from_secs(10)).await;
+
+    let client = async_nats::connect(&url).await.expect("a NATS client");
+    jetstream::new(client)
+        .delete_stream(&stream.name)
+        .await
+        .expect("the stream deleted");
+    writer.create().await;
+    stream.wait_count(1, Duration::from_secs(10)).await;
+    stream.delete().await;
+}
