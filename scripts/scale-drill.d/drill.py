@@ -120,7 +120,7 @@ def connect_db():
 
 def service_env(port):
     e = {'PATH': os.environ['PATH'], 'HOST': '127.0.0.1', 'PORT': str(port),
-         'DATABASE_URL': database_url(), 'RUST_LOG': 'info,sqlx=warn',
+         'DATABASE_URL': database_url(), 'RUST_LOG': env('SCALE_RUST_LOG', 'info,sqlx=warn'),
          'CUSTOMERS_API__SERVER__DRAIN_DELAY': '%gs' % DRAIN_DELAY,
          'CUSTOMERS_API__DATABASE__MAX_CONNECTIONS': env('SCALE_POOL', '8')}
     if NATS_URL:

@@ -36,8 +36,8 @@ def read(nats_url, name, log):
 
 
 class LagRule:
-    """The lag rule's verdicts: failures, or with SCALE_LAG_STRICT=0 (CI, until a frozen NATS
-    server stops slowing the relay past the rule now and then) printed as not met."""
+    """The lag rule's verdicts: failures, or with SCALE_LAG_STRICT=0 (a machine too busy for
+    the rule) printed as not met."""
 
     def __init__(self):
         self.strict = os.environ.get('SCALE_LAG_STRICT', '1') != '0'

@@ -5,7 +5,8 @@
 //! writes). Each round, while NATS is connected:
 //! 1. a transaction takes the publisher lock (`store::begin_round`; another instance holding it
 //!    means this one skips the round);
-//! 2. reads the next events after the `event_relay` position, behind the feed's gate;
+//! 2. reads the next events after the `event_relay` position, behind the feed's gate, and the
+//!    id of the event at the position, which the stream's last message must be;
 //! 3. publishes them in order and awaits JetStream's acks (`publish`);
 //! 4. moves the position over the acknowledged prefix and commits.
 //!
@@ -101,7 +102,6 @@ pub async fn run(
         } else {
             // Not a single query while NATS is away: writes go on, events wait.
             status.set(Publishing::Unreachable);
-            publisher.forget_tail();
             Again::Later
         };
         match again {
@@ -195,7 +195,6 @@ impl Relay {
                 again
             }
             Err(e) => {
-                publisher.forget_tail();
                 self.failures += 1;
                 // The first failure in a row, then one in a hundred.
                 if self.failures % 100 == 1 {
@@ -238,7 +237,6 @@ impl Relay {
     async fn try_round(&mut self, publisher: &mut Publisher) -> anyhow::Result<Again> {
         let Some(mut tx) = store::begin_round(&self.pool).await? else {
             // Another instance publishes.
-            publisher.forget_tail();
             return Ok(self.soon());
         };
         let Some(batch) = store::next_batch(&mut tx, self.settings.batch_size).await? else {
@@ -266,8 +264,7 @@ impl Relay {
             .await;
             if let Err(e) = moved {
                 // Published but not recorded: the next round republishes them (duplicates
-                // JetStream drops).
-                publisher.forget_tail();
+                // JetStream drops, or found in the stream after its duplicate window).
                 return Err(anyhow::Error::new(e).context("recording the relay position failed"));
             }
             let fresh = published.through - published.duplicates;
@@ -279,8 +276,8 @@ impl Relay {
             tx.rollback().await?;
         }
         if let Some((event, reason)) = set_aside {
-            // The position moved past the stream's tail as this instance knew it.
-            publisher.forget_tail();
+            // The position is now on an event the stream does not hold: the next round reads the
+            // stream's tail (`store::next_batch` gives no event to expect there).
             self.refused = None;
             crate::metrics::event_set_aside();
             // Ids, type and sizes only: the body is personal data.

@@ -1,19 +1,29 @@
-//! The JetStream side of a round: the stream, its tail, and publishing a batch in order.
+//! The JetStream side of a round: the stream, and publishing a batch in order.
 //!
 //! **Order.** A batch is pipelined (every message sent before the first ack is awaited), and
-//! each message carries `Nats-Expected-Last-Sequence`: the stream's last sequence as it must be
-//! if every message before it in the batch was stored. JetStream refuses a message whose
-//! expectation does not hold, so if one is lost (a connection dropped under it, a timeout), none
-//! after it is stored: the stream holds every customer's events in version order even when a
-//! publication fails midway. JetStream checks `Nats-Msg-Id` first, so a republished duplicate is
-//! acknowledged as such whatever its expectation.
+//! each message carries `Nats-Expected-Last-Msg-Id`: the id of the event before it, which must be
+//! the stream's last message. JetStream refuses a message whose expectation does not hold, so if
+//! one is lost (a connection dropped under it, a timeout), none after it is stored: the stream
+//! holds every customer's events in version order even when a publication fails midway.
+//! JetStream checks `Nats-Msg-Id` first, so a republished duplicate is acknowledged as such
+//! whatever its expectation.
 //!
-//! **The tail.** The relay remembers the stream's last sequence together with the position it
-//! moved the relay to. When a round starts from another position (another instance published
-//! since, or this one failed), it reads the stream again, and looks at its last message: if
-//! that message is one of the batch's events (an instance published them and died before it
-//! could move the position), the events up to it are already in the stream and are skipped, so
-//! a crash leaves no duplicate even after JetStream's duplicate window has passed.
+//! **The stream's tail without asking for it.** The first message of a batch expects the event at
+//! the relay position (`Batch::after_id`, read with the batch under the publisher lock): the last
+//! one published, by whichever instance. So a round needs no JetStream API request, also when the
+//! lock has changed hands; the expectation is checked by the stream's leader in the publication
+//! itself. (Each instance used to read the stream's state whenever the lock had changed hands:
+//! while a server of a cluster was frozen those requests could time out for the whole stall, each
+//! holding the publisher lock for `publish_timeout`, and publication lagged until the thaw.)
+//!
+//! When the stream's last message is another event of the batch (an instance published up to it
+//! and died, or its round was cut off, before it could move the position), JetStream's refusal
+//! names it: the events up to it are already in the stream and are skipped, so such a crash
+//! leaves no duplicate even after JetStream's duplicate window has passed. The stream is read
+//! (created when missing, its configuration checked) on the first round of the process, when
+//! there is no event at the position to expect, after a refusal that names no event of the batch,
+//! and when the stream is gone (it is created again); that round expects the stream's last
+//! sequence instead.
 
 use std::time::Duration;
 use tracing::Instrument;
@@ -26,24 +36,27 @@ use chrono::{DateTime, Utc};
 use super::store::{Batch, Pending};
 use super::subject::subject;
 use crate::configuration::EventsSettings;
-use crate::events::repo::FeedPosition;
 
 const MSG_ID: &str = "Nats-Msg-Id";
-
-/// What the stream looked like after this instance's last round.
-#[derive(Debug, Clone, Copy)]
-struct Tail {
-    last_sequence: u64,
-    /// The relay position this instance moved to along with it.
-    position: FeedPosition,
-}
 
 pub struct Publisher {
     js: jetstream::Context,
     config: stream::Config,
     prefix: String,
-    tail: Option<Tail>,
+    /// The stream was read, created if missing, and its configuration checked, in this process.
     checked_config: bool,
+    /// The next round reads the stream first: the last one found a message in it that is none of
+    /// the events it knows.
+    read_next: bool,
+}
+
+/// What the first message of a batch expects the stream's last message to be.
+#[derive(Debug, Clone, Copy)]
+enum Expect<'a> {
+    /// The event at the relay position (by its `Nats-Msg-Id`).
+    LastId(&'a str),
+    /// The stream's last sequence, as read from the stream.
+    LastSequence(u64),
 }
 
 /// How a batch went.
@@ -130,56 +143,71 @@ impl Publisher {
             js,
             config,
             prefix: settings.subject_prefix.clone(),
-            tail: None,
             checked_config: false,
+            read_next: false,
         }
-    }
-
-    /// Forgets the tail: the next round reads the stream again.
-    pub fn forget_tail(&mut self) {
-        self.tail = None;
     }
 
     /// Publishes the batch, in order, and waits for the acks. Never fails as a whole: what was
     /// acknowledged is in [`Published::through`], the rest is retried by a later round.
     pub async fn publish(&mut self, batch: &Batch) -> Published {
-        let (last_sequence, skip) = match self.tail {
-            Some(tail) if tail.position == batch.after => (tail.last_sequence, 0),
-            _ => {
-                self.tail = None;
-                match self.read_tail(batch).await {
-                    Ok(found) => found,
-                    Err(error) => {
-                        return Published {
-                            failure: Some(Failure::new(error)),
-                            ..Published::default()
-                        }
+        let fast = self.checked_config && !self.read_next;
+        let (first, skip) = match batch.after_id.as_deref() {
+            Some(id) if fast => (Expect::LastId(id), 0),
+            _ => match self.read_tail(batch).await {
+                Ok((last_sequence, skip)) => (Expect::LastSequence(last_sequence), skip),
+                Err(error) => {
+                    return Published {
+                        failure: Some(Failure::new(error)),
+                        ..Published::default()
                     }
                 }
-            }
+            },
         };
+        self.read_next = false;
         let mut published = Published {
             through: skip,
             duplicates: skip,
             ..Published::default()
         };
-        let mut last_sequence = last_sequence;
-        let (acks, send_failure) = self.send(&batch.events[skip..], last_sequence).await;
-        for ack in acks {
+        let (acks, send_failure) = self.send(&batch.events[skip..], first).await;
+        for (i, ack) in (skip..).zip(acks) {
+            if i < published.through {
+                // Found in the stream already (below); its ack is a refusal or a duplicate.
+                continue;
+            }
             match ack.await {
                 Ok(ack) => {
                     published.through += 1;
                     if ack.duplicate {
                         published.duplicates += 1;
                     } else {
-                        let event = &batch.events[published.through - 1];
+                        let event = &batch.events[i];
                         published.lags.push(lag(event, Utc::now() + batch.skew));
                     }
-                    last_sequence = last_sequence.max(ack.sequence);
                 }
                 Err(e) => {
-                    let stale_tail = e.kind() == PublishErrorKind::WrongLastSequence
-                        && published.through == skip;
+                    if let Some(last) = in_stream_through(&e, &batch.events[i..]) {
+                        // Published before (by an instance that died, or a round cut off,
+                        // before the position moved): the stream holds the events up to it.
+                        let found = last + 1;
+                        tracing::info!(
+                            events = found,
+                            "events published before a crash were already in the stream; skipped"
+                        );
+                        published.through += found;
+                        published.duplicates += found;
+                        continue;
+                    }
+                    let stale_tail = matches!(
+                        e.kind(),
+                        PublishErrorKind::WrongLastSequence | PublishErrorKind::WrongLastMessageId
+                    ) && i == skip;
+                    if stale_tail || e.kind() == PublishErrorKind::StreamNotFound {
+                        // The stream ends with a message this instance does not know, or it is
+                        // gone (deleted while the service runs): read it, or create it again.
+                        self.read_next = true;
+                    }
                     let refused = refusal(&e);
                     published.failure = Some(Failure {
                         error: anyhow::Error::new(e)
@@ -191,17 +219,8 @@ impl Publisher {
                 }
             }
         }
-        if published.failure.is_none() {
+        if published.failure.is_none() && published.through < batch.events.len() {
             published.failure = send_failure;
-        }
-        if published.failure.is_none() && published.through > 0 {
-            // The caller forgets it if the round then fails to commit.
-            self.tail = Some(Tail {
-                last_sequence,
-                position: batch.events[published.through - 1].position,
-            });
-        } else {
-            self.tail = None;
         }
         published
     }
@@ -211,14 +230,20 @@ impl Publisher {
     async fn send(
         &self,
         events: &[Pending],
-        last_sequence: u64,
+        first: Expect<'_>,
     ) -> (Vec<PublishAckFuture>, Option<Failure>) {
         let mut acks = Vec::with_capacity(events.len());
         for (i, event) in events.iter().enumerate() {
-            let mut message = PublishMessage::build()
-                .message_id(&event.id)
-                .expected_last_sequence(last_sequence + i as u64)
-                .payload(bytes::Bytes::from(event.body.clone()));
+            let expect = match i.checked_sub(1) {
+                Some(before) => Expect::LastId(&events[before].id),
+                None => first,
+            };
+            let message = PublishMessage::build().message_id(&event.id);
+            let mut message = match expect {
+                Expect::LastId(id) => message.expected_last_message_id(id),
+                Expect::LastSequence(sequence) => message.expected_last_sequence(sequence),
+            }
+            .payload(bytes::Bytes::from(event.body.clone()));
             let subject = subject(&self.prefix, &event.mode, &event.org, &event.kind);
             // The publication joins the trace of the request that made the event, and the
             // message carries it on (the publication's own context when traces are exported).
@@ -332,6 +357,27 @@ impl Publisher {
     }
 }
 
+/// JetStream refused a message because the stream's last message is not the one it expected:
+/// if that last message is one of `events` (the refused one and those after it), its index. The
+/// refusal names the last message's id ("wrong last msg ID: <id>").
+fn in_stream_through(e: &PublishError, events: &[Pending]) -> Option<usize> {
+    use std::error::Error as _;
+    if e.kind() != PublishErrorKind::WrongLastMessageId {
+        return None;
+    }
+    let api = e.source()?.downcast_ref::<jetstream::Error>()?;
+    let last = last_id_named(api)?;
+    events.iter().position(|event| event.id == last)
+}
+
+/// The id a "wrong last msg ID" refusal names, if any.
+fn last_id_named(api: &jetstream::Error) -> Option<String> {
+    let json = serde_json::to_value(api).ok()?;
+    let description = json.get("description")?.as_str()?;
+    let id = description.strip_prefix("wrong last msg ID:")?.trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
 fn lag(event: &Pending, acked_at: DateTime<Utc>) -> f64 {
     let lag = acked_at - event.recorded_at;
     lag.to_std().unwrap_or(Duration::ZERO).as_secs_f64()
@@ -346,6 +392,23 @@ mod tests {
             "code": 400, "err_code": err_code, "description": "refused"
         }))
         .expect("a JetStream API error")
+    }
+
+    #[test]
+    fn a_wrong_last_message_id_refusal_names_the_stream_s_last_message() {
+        let refusal = |description: &str| {
+            serde_json::from_value::<jetstream::Error>(serde_json::json!({
+                "code": 400, "err_code": 10070, "description": description
+            }))
+            .expect("a JetStream API error")
+        };
+        assert_eq!(
+            last_id_named(&refusal("wrong last msg ID: evt_01J0ABC")).as_deref(),
+            Some("evt_01J0ABC")
+        );
+        // A stream whose last message carries no id (or none this server remembers).
+        assert_eq!(last_id_named(&refusal("wrong last msg ID: ")), None);
+        assert_eq!(last_id_named(&refusal("wrong last sequence: 7")), None);
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub struct Pending {
 pub struct Batch {
     /// The `event_relay` position the batch starts after.
     pub after: FeedPosition,
+    /// The id of the event at that position, the last one published: what the stream's last
+    /// message is expected to be. `None` when there is none (no event published yet, or it was
+    /// set aside as undeliverable, or deleted by the retention): the stream is read instead.
+    pub after_id: Option<String>,
     /// The events to publish now (maybe none).
     pub events: Vec<Pending>,
     /// Committed events after them wait behind the gate (a transaction older than theirs is
@@ -74,7 +78,8 @@ pub async fn begin_round(
 /// before it, has ended (`feed_xid` below `pg_snapshot_xmin`). So the relay never passes an
 /// event that could still commit before its position, and publishes each customer's events in
 /// version order. A statement of its own, after the lock: its snapshot sees the position the
-/// previous holder committed. `None`: nothing after the position.
+/// previous holder committed, and the id of the event at it (`Batch::after_id`). `None`: nothing
+/// after the position.
 ///
 /// Committed events behind the gate come after every event before it in this order, so the
 /// statement reads past the gate (without their bodies) to tell whether some are held back:
@@ -85,6 +90,10 @@ pub async fn next_batch(conn: &mut PgConnection, limit: i64) -> Result<Option<Ba
                 SELECT feed_xid, seq, pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS gate
                   FROM event_relay WHERE id = 1)
            SELECT (SELECT feed_xid FROM r) AS "after_xid!", (SELECT seq FROM r) AS "after_seq!",
+                  (SELECT a.id FROM customer_events a
+                    WHERE (a.feed_xid, a.seq) = ((SELECT feed_xid FROM r), (SELECT seq FROM r))
+                      AND a.occurred_at IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM event_undeliverable u WHERE u.id = a.id)) AS after_id,
                   e.feed_xid < (SELECT gate FROM r) AS "visible!",
                   e.feed_xid, e.seq, e.id, e.org_id, e.mode, e.type AS kind,
                   CASE WHEN e.feed_xid < (SELECT gate FROM r) THEN e.body::text END AS body,
@@ -106,6 +115,7 @@ pub async fn next_batch(conn: &mut PgConnection, limit: i64) -> Result<Option<Ba
         seq: first.after_seq,
     };
     let skew = first.read_at - Utc::now();
+    let after_id = first.after_id.clone();
     let mut held_back = false;
     let mut events = Vec::with_capacity(rows.len());
     for r in rows {
@@ -129,6 +139,7 @@ pub async fn next_batch(conn: &mut PgConnection, limit: i64) -> Result<Option<Ba
     }
     Ok(Some(Batch {
         after,
+        after_id,
         events,
         held_back,
         skew,

@@ -7,6 +7,7 @@
 
 mod crash;
 mod delivery;
+mod handover;
 mod instances;
 mod max_age;
 mod outage;

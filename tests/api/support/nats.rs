@@ -306,21 +306,17 @@ impl PrivateNats {
             .expect("a log file for nats-server");
         let program = nats_server::installed().unwrap_or_else(|e| panic!("{e}"));
         let mut command = Command::new(&program);
+        command.args(["-a", "127.0.0.1", "-p", &self.port.to_string()]);
         if let Some(config) = &self.config {
-            let path = self.dir.path().join("nats-server.conf");
-            std::fs::write(&path, config).expect("the nats-server configuration written");
+            let path = self.write_config(config);
             command.arg("-c").arg(path);
+        } else {
+            command
+                .arg("-js")
+                .arg("-sd")
+                .arg(self.dir.path().join("store"));
         }
         let child = command
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.dir.path().join("store"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("a second log handle"))
             .stderr(log)
@@ -366,6 +362,43 @@ impl PrivateNats {
             if Instant::now() > deadline {
                 let _ = child.kill();
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The configuration file: `config` with JetStream and its store (in the file, not as
+    /// flags: a reload would otherwise turn JetStream off, and the flags and a store in the file
+    /// conflict).
+    fn write_config(&self, config: &str) -> PathBuf {
+        let path = self.dir.path().join("nats-server.conf");
+        let store = self.dir.path().join("store");
+        let text = format!("{config}\njetstream {{ store_dir: {:?} }}\n", store);
+        std::fs::write(&path, text).expect("the nats-server configuration written");
+        path
+    }
+
+    /// Replaces its configuration and has it reloaded (SIGHUP); returns once it says so. Changed
+    /// permissions apply to the connections already open.
+    pub async fn reload(&mut self, config: &str) {
+        let child = self.child.as_ref().expect("a running nats-server");
+        let log = self.dir.path().join("nats-server.log");
+        let reloaded = |log: &std::path::Path| {
+            std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .matches("Reloaded server configuration")
+                .count()
+        };
+        let before = reloaded(&log);
+        self.write_config(config);
+        self.config = Some(config.to_owned());
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while reloaded(&log) == before {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not reload its configuration: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
