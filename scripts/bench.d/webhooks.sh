@@ -240,7 +240,7 @@ EOF
 
 webhooks_phase() {
   stop_server
-  wh_token=$("$wh_bin" token --org org_bench --scope webhooks:manage --ttl 24h)
+  wh_token=$(env $wh_env "$wh_bin" token --org org_bench --scope webhooks:manage --ttl 24h)
   wh_start_receivers
   trap wh_cleanup EXIT
   [[ ${WEBHOOK_SKIP_AB:-0} == 1 ]] || wh_compare
