@@ -298,6 +298,11 @@ pub struct WebhooksSettings {
     pub poll_interval: Duration,
     pub max_in_flight: usize,
     pub max_in_flight_per_webhook: usize,
+    /// Writes a second (committed on this instance) from which deliveries yield to them; 0:
+    /// always (docs/webhooks.md#yielding-to-writes).
+    pub busy_writes_per_second: u32,
+    /// Attempts a second each instance starts at most while it is busy with writes (at least 1).
+    pub busy_deliveries_per_second: u32,
     /// Ended deliveries (and their attempts) older than this are deleted.
     #[serde(with = "humantime_serde")]
     pub log_retention: Duration,

@@ -27,6 +27,11 @@
 #            sampled every 5 s.
 # WEBHOOK_SERVER_ENV: more server environment for every server of the phase (words NAME=VALUE),
 # e.g. "CUSTOMERS_API__WEBHOOKS__MAX_IN_FLIGHT=512".
+# WEBHOOK_BIN: the server binary of every server of the phase (default: the one just built),
+# e.g. another branch's release build, for a before/after on the same machine.
+# WEBHOOK_RECEIVERS_NICE (0): the receivers run at this nice value. They stand in for
+# partners' machines, which do not share our CPU; 19 keeps them from taking the cores the
+# writes need in the A/B (the server's own yielding is measured either way).
 # Results: printed, and written to webhooks.json beside $RESULTS.
 
 wh_receivers=${WEBHOOK_RECEIVERS:-2}
@@ -36,6 +41,8 @@ wh_rate=${WEBHOOK_RATE:-0}
 wh_writers=${WEBHOOK_WRITERS:-8}
 wh_backlog=${WEBHOOK_BACKLOG:-1000000}
 wh_env="CUSTOMERS_API__WEBHOOKS__ALLOW_HTTP=true CUSTOMERS_API__WEBHOOKS__ALLOW_PRIVATE_NETWORKS=true${WEBHOOK_SERVER_ENV:+ $WEBHOOK_SERVER_ENV}"
+wh_bin=${WEBHOOK_BIN:-$bin}
+[[ -x $wh_bin ]] || die "no executable $wh_bin"
 wh_pids=()
 wh_urls=()
 
@@ -59,7 +66,7 @@ wh_cleanup() {
 wh_start_receivers() {
   local i addr
   for ((i = 0; i < wh_receivers; i++)); do
-    python3 "$helpers/webhook_receiver.py" >"$work/receiver-$i.out" 2>&1 &
+    nice -n "${WEBHOOK_RECEIVERS_NICE:-0}" python3 "$helpers/webhook_receiver.py" >"$work/receiver-$i.out" 2>&1 &
     wh_pids+=($!)
   done
   for ((i = 0; i < wh_receivers; i++)); do
@@ -93,7 +100,7 @@ wh_state() {
 # A/B: 0 vs 20 endpoints on one database.
 wh_compare() {
   analysed_copy webhooks
-  use_server webhooks "$wh_env" "$bin" hooks_0
+  use_server webhooks "$wh_env" "$wh_bin" hooks_0
   wh create "$base" "$wh_token" "${wh_urls[@]}" >"$work/webhooks-ab-ids.txt"
   # One transaction, the tables locked first, in the order the server writes them (deliveries,
   # then webhooks): it records and claims meanwhile.
@@ -102,8 +109,8 @@ wh_compare() {
              UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL
               WHERE status = 'pending'; COMMIT;"
   local on="UPDATE webhooks SET enabled = true, disabled_reason = NULL, failing_since = NULL;"
-  define_variant hooks_0 "0 endpoints" webhooks "$wh_env" "$off"
-  define_variant hooks_20 "$wh_endpoints endpoints" webhooks "$wh_env" "$on"
+  define_variant hooks_0 "0 endpoints" webhooks "$wh_env" "$off" "$wh_bin"
+  define_variant hooks_20 "$wh_endpoints endpoints" webhooks "$wh_env" "$on" "$wh_bin"
   ab_compare webhooks "$wh_endpoints webhook endpoints vs none" 0.9 "patch create" hooks_0 hooks_20
   wh_state webhooks >"$work/webhooks-ab-state.json"
   stop_server
@@ -112,7 +119,7 @@ wh_compare() {
 # The fan-out run.
 wh_fanout() {
   analysed_copy fanout
-  use_server fanout "$wh_env" "$bin" fanout
+  use_server fanout "$wh_env" "$wh_bin" fanout
   wh create "$base" "$wh_token" "${wh_urls[@]}" >"$work/webhooks-fanout-ids.txt"
   psql -qXAt "$(db_url "$db_prefix"fanout)" -c "SELECT id FROM customers
       WHERE org_id = 'org_bench' AND mode = 'test' AND status <> 'deleted'
@@ -180,7 +187,7 @@ wh_memory() {
   analysed_copy backlog
   local closed
   closed=$(util free-port) # nothing listens there: every attempt is refused at once
-  use_server backlog "$wh_env" "$bin" backlog
+  use_server backlog "$wh_env" "$wh_bin" backlog
   local urls=() i
   for ((i = 0; i < wh_endpoints; i++)); do urls+=("http://127.0.0.1:$closed/hook/$i"); done
   wh create "$base" "$wh_token" "${urls[@]}" >/dev/null
@@ -200,7 +207,7 @@ wh_memory() {
         FROM generate_series(1, $wh_backlog) AS g(n) JOIN src s ON s.k = g.n % (SELECT c FROM n)"
   sql "$db_prefix"backlog -c "VACUUM ANALYZE webhook_deliveries"
   wh_state backlog >"$work/webhooks-backlog-before.json"
-  use_server backlog "$wh_env" "$bin" backlog_run
+  use_server backlog "$wh_env" "$wh_bin" backlog_run
   local secs=${WEBHOOK_RSS_SECONDS:-180} t0 rss
   t0=$(date +%s)
   : >"$work/webhooks-rss.txt"
@@ -233,7 +240,7 @@ EOF
 
 webhooks_phase() {
   stop_server
-  wh_token=$("$bin" token --org org_bench --scope webhooks:manage --ttl 24h)
+  wh_token=$(env $wh_env "$wh_bin" token --org org_bench --scope webhooks:manage --ttl 24h)
   wh_start_receivers
   trap wh_cleanup EXIT
   [[ ${WEBHOOK_SKIP_AB:-0} == 1 ]] || wh_compare

@@ -266,6 +266,12 @@ impl Settings {
                 "must be at least 1",
             ));
         }
+        if webhooks.busy_deliveries_per_second == 0 {
+            return Err(ConfigError::invalid(
+                "webhooks.busy_deliveries_per_second",
+                "must be at least 1 (deliveries never stop for writes)",
+            ));
+        }
         if self.profile == Profile::Production {
             if webhooks.secrets_key.expose() == DEV_WEBHOOK_SECRETS_KEY {
                 return Err(ConfigError::invalid(

@@ -2,7 +2,7 @@
 //! the secrets' box and the wake-ups. In a file of its own, so that what holds it (the
 //! application's state) does not import the routes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::Notify;
 
@@ -24,6 +24,9 @@ pub struct Webhooks {
     /// once when a webhook is written here; wrong only for a webhook made or enabled on another
     /// instance, and only until this instance's next round (`webhooks.poll_interval`).
     expect_deliveries: AtomicBool,
+    /// Writes committed on this instance: how busy its writes are, for the dispatcher and the
+    /// senders to yield to them (`webhooks.busy_writes_per_second`).
+    writes: AtomicU64,
 }
 
 impl Webhooks {
@@ -41,6 +44,7 @@ impl Webhooks {
             send_wake: Notify::new(),
             // Until the first round has looked.
             expect_deliveries: AtomicBool::new(true),
+            writes: AtomicU64::new(0),
         }
     }
 
@@ -52,8 +56,9 @@ impl Webhooks {
     }
 
     /// After a write that recorded events committed: the dispatcher looks at once, unless no
-    /// webhook would take them (`expect_deliveries`).
+    /// webhook would take them (`expect_deliveries`). Every such write is counted (`writes`).
     pub fn wake_dispatcher(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
         if self.expect_deliveries.load(Ordering::Relaxed) {
             self.dispatch_wake.notify_one();
         }
@@ -63,6 +68,11 @@ impl Webhooks {
     /// be enabled now).
     pub fn expect_deliveries(&self, any: bool) {
         self.expect_deliveries.store(any, Ordering::Relaxed);
+    }
+
+    /// Writes committed on this instance so far.
+    pub(crate) fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
     }
 
     /// Deliveries are due now (made, retried, or a slot freed).

@@ -4,15 +4,20 @@
 //! `webhooks.poll_interval` (other instances' writes, and events held back behind an older
 //! transaction). One instance dispatches at a time (`outbox::begin_dispatch`); a crash
 //! before the commit leaves the position where it was, so the events are dispatched again, and
-//! no delivery is made twice (the deliveries and the position commit together).
+//! no delivery is made twice (the deliveries and the position commit together). While this
+//! instance is busy with writes (`super::pace`) the wake-ups are passed over, and a round every
+//! `poll_interval` makes about that interval's share of `webhooks.busy_deliveries_per_second`
+//! (at least one event): the rest waits in the feed, behind the position, until the writes
+//! slow down.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox;
+use super::pace::WriteRate;
 use crate::webhooks::shared::Webhooks;
 
 /// Events read per round.
@@ -32,12 +37,27 @@ pub async fn run(
     let poll = hooks.settings.poll_interval;
     let mut failures = 0u32;
     let mut gauges_at = tokio::time::Instant::now();
+    let threshold = hooks.settings.busy_writes_per_second;
+    let mut writes = WriteRate::new(threshold, hooks.writes(), Instant::now());
+    // While busy, a round makes about a poll interval's share of the senders' budget, so that
+    // deliveries are made no faster than they may be attempted: the events are read at the
+    // rate of the last round's deliveries per event (0: none made, no bound).
+    let per_poll = f64::from(hooks.settings.busy_deliveries_per_second.max(1)) * poll.as_secs_f64();
+    let mut per_event = 0.0;
     loop {
-        let outcome = tokio::time::timeout(round_limit, round(&pool, &hooks)).await;
+        let limit = if writes.busy(hooks.writes(), Instant::now()) && per_event > 0.0 {
+            ((per_poll / per_event) as usize).clamp(1, BATCH)
+        } else {
+            BATCH
+        };
+        let outcome = tokio::time::timeout(round_limit, round(&pool, &hooks, limit)).await;
         let full = match outcome {
-            Ok(Ok(events)) => {
+            Ok(Ok((events, deliveries))) => {
                 failures = 0;
-                events == BATCH
+                if events > 0 {
+                    per_event = deliveries as f64 / events as f64;
+                }
+                events == limit
             }
             Ok(Err(e)) => {
                 failures += 1;
@@ -60,7 +80,8 @@ pub async fn run(
                 crate::metrics::webhook_gauges(pending, disabled);
             }
         }
-        if full {
+        let busy = writes.busy(hooks.writes(), Instant::now());
+        if full && !busy {
             continue;
         }
         // After failures the wait doubles up to 5 s (never below the poll interval itself).
@@ -73,19 +94,24 @@ pub async fn run(
         };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = hooks.dispatch_wake.notified() => {}
+            _ = hooks.dispatch_wake.notified(), if !busy => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
 /// One round: the next events after the position, a delivery for each webhook that takes one,
-/// the position moved past them. Returns how many events it read.
-async fn round(pool: &PgPool, hooks: &Webhooks) -> Result<usize, sqlx::Error> {
+/// the position moved past them. Reads at most `limit` events; returns how many it read, and
+/// the deliveries it made.
+async fn round(
+    pool: &PgPool,
+    hooks: &Webhooks,
+    limit: usize,
+) -> Result<(usize, usize), sqlx::Error> {
     let Some(mut tx) = outbox::begin_dispatch(pool).await? else {
-        return Ok(0);
+        return Ok((0, 0));
     };
-    let matched = outbox::next_events(&mut tx, BATCH as i64).await?;
+    let matched = outbox::next_events(&mut tx, limit as i64).await?;
     // Whether this instance's writes should wake the dispatcher: known from the round when an
     // event took a webhook, else asked (a webhook made or enabled on another instance is seen
     // here within a poll).
@@ -94,7 +120,7 @@ async fn round(pool: &PgPool, hooks: &Webhooks) -> Result<usize, sqlx::Error> {
     hooks.expect_deliveries(any);
     if matched.is_empty() {
         tx.rollback().await?;
-        return Ok(0);
+        return Ok((0, 0));
     }
     let mut events = 0;
     let mut last = None;
@@ -114,5 +140,5 @@ async fn round(pool: &PgPool, hooks: &Webhooks) -> Result<usize, sqlx::Error> {
     if !ids.is_empty() {
         hooks.wake_senders();
     }
-    Ok(events)
+    Ok((events, ids.len()))
 }

@@ -5,9 +5,11 @@
 //! - `dispatch`: committed events → deliveries, from its own position in the feed.
 //! - `send`: due deliveries → signed attempts, bounded per webhook and overall.
 //! - `outbox`: their SQL, across tenants.
+//! - `pace`: how both yield to this instance's writes while they are busy.
 
 mod dispatch;
 mod outbox;
+mod pace;
 mod send;
 
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 //! `webhooks.max_in_flight_per_webhook` of one webhook. A claim asks only for as many as there
 //! are free slots, leaves out webhooks whose slots are all taken and takes no more of a webhook
 //! than its free slots, so a claimed delivery never waits here: a slow endpoint holds its own
-//! few slots and never delays another's deliveries.
+//! few slots and never delays another's deliveries. While this instance is busy with writes,
+//! claims also stay within `webhooks.busy_deliveries_per_second` (`super::pace`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::outbox::{self, ClaimKey, Claimed, Outcome};
+use super::pace::{Budget, WriteRate};
 use crate::tenant::{Mode, Tenant};
 use crate::webhooks::destination::{self, GuardedResolver};
 use crate::webhooks::shared::Webhooks;
@@ -117,16 +119,21 @@ pub async fn run(
     // Slots free one by one as attempts end: a claim waits until a quarter of them are free (or
     // COALESCE passed), so that a claim takes a batch rather than one delivery.
     let batch = settings.max_in_flight.div_ceil(4);
+    let now = Instant::now();
+    let mut writes = WriteRate::new(settings.busy_writes_per_second, hooks.writes(), now);
+    let mut budget = Budget::new(settings.busy_deliveries_per_second, batch, now);
     let mut failures = 0u32;
     loop {
         let free = slots.available_permits();
+        let now = Instant::now();
+        let allowed = budget.allow(free, writes.busy(hooks.writes(), now), now);
         let mut more = false;
-        if free > 0 {
+        if allowed > 0 {
             let (full, partly, partly_free) = in_flight.busy(settings.max_in_flight_per_webhook);
             let per_webhook = settings.max_in_flight_per_webhook as i64;
             match outbox::claim(
                 &pool,
-                free as i64,
+                allowed as i64,
                 per_webhook,
                 &full,
                 (&partly, &partly_free),
@@ -136,7 +143,8 @@ pub async fn run(
             {
                 Ok(claimed) => {
                     failures = 0;
-                    more = claimed.len() == free;
+                    more = claimed.len() == allowed;
+                    budget.spend(claimed.len());
                     for c in claimed {
                         let Ok(slot) = slots.clone().try_acquire_owned() else {
                             break;
@@ -163,6 +171,15 @@ pub async fn run(
             }
         }
         if more {
+            continue;
+        }
+        if allowed == 0 && free > 0 {
+            // The budget holds the claims back (busy with writes): until it allows a batch; a
+            // wake-up meanwhile would find it spent.
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(budget.wait_for(free)) => {}
+            }
             continue;
         }
         tokio::select! {

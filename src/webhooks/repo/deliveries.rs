@@ -42,6 +42,7 @@ pub async fn list(
             WHERE org_id = $1 AND mode = $2
               AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
               AND webhook_id = $3
+              AND created_at < 'infinity' -- webhook_deliveries_by_webhook is partial on it
               AND ($4::text IS NULL OR status = $4)
               AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::text))
             ORDER BY created_at DESC, id DESC
@@ -143,6 +144,7 @@ pub async fn fail_pending(
             WHERE org_id = $1 AND mode = $2
               AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL
               AND webhook_id = $3 AND status = 'pending'
+              AND created_at < 'infinity' -- webhook_deliveries_by_webhook is partial on it
               AND (leased_until IS NULL OR leased_until <= now())"#,
         tenant.org,
         tenant.mode.as_str(),

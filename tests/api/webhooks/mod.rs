@@ -2,6 +2,7 @@
 //! 127.0.0.1. Every delivery is verified with the Standard Webhooks reference library
 //! (`standardwebhooks`), never with our own code.
 
+mod busy;
 mod crash;
 mod crud;
 mod db_down;

@@ -1,4 +1,5 @@
-//! The webhook settings the production profile refuses, as the development signing key.
+//! The webhook settings the production profile refuses, as the development signing key; and
+//! a deliveries budget that would stop deliveries for writes.
 
 use customers_api::configuration::Profile;
 
@@ -29,5 +30,17 @@ fn the_production_profile_refuses_the_development_webhook_settings() {
     settings.profile = Profile::Development;
     settings.webhooks.allow_http = true;
     settings.webhooks.allow_private_networks = true;
+    settings.validate().unwrap();
+}
+
+#[test]
+fn a_busy_deliveries_budget_of_zero_is_refused() {
+    let mut settings = test_settings();
+    settings.webhooks.busy_deliveries_per_second = 0;
+    let refused = settings.validate().unwrap_err();
+    assert_eq!(refused.setting, "webhooks.busy_deliveries_per_second");
+    settings.webhooks.busy_deliveries_per_second = 1;
+    // 0 writes a second: always busy, a fixed budget.
+    settings.webhooks.busy_writes_per_second = 0;
     settings.validate().unwrap();
 }

@@ -250,6 +250,7 @@ async fn disable(conn: &mut PgConnection, c: &ClaimKey, reason: &str) -> Result<
             r#"UPDATE webhook_deliveries
                   SET status = 'failed', next_attempt_at = NULL
                 WHERE org_id = $1 AND mode = $2 AND webhook_id = $3 AND status = 'pending'
+                  AND created_at < 'infinity' -- webhook_deliveries_by_webhook is partial on it
                   AND (leased_until IS NULL OR leased_until <= now())"#,
             c.org_id,
             c.mode,
