@@ -319,11 +319,7 @@ async fn send(hooks: &Webhooks, client: &reqwest::Client, c: &Claimed) -> Result
         .map_err(|why| format!("destination refused: the url {why}"))?;
     let tenant = Tenant {
         org: c.org_id.clone(),
-        mode: if c.mode == "live" {
-            Mode::Live
-        } else {
-            Mode::Test
-        },
+        mode: Mode::from_stored(&c.mode),
     };
     let timestamp = Utc::now().timestamp();
     let signatures: Vec<String> = c
