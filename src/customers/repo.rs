@@ -75,6 +75,30 @@ pub async fn find_to_show(
     )
 }
 
+/// Several customers of one tenant, to show them (a batch of coalesced GETs,
+/// [`super::coalesce`]): the statement of [`find_to_show`] for the ids `ids`, in any order,
+/// those that exist. One tenant per statement, bound as in every statement here.
+pub async fn find_many_to_show(
+    db: impl PgExecutor<'_>,
+    tenant: &Tenant,
+    ids: &[&str],
+) -> Result<Vec<ListedCustomer>, sqlx::Error> {
+    sqlx::query_as::<_, ListedCustomer>(
+        "SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata, \
+                version, created_at, updated_at, xmin::text::bigint AS xmin \
+           FROM customers \
+          WHERE org_id = $1 AND mode = $2 \
+            AND (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL \
+            AND id = ANY($3)",
+    )
+    .bind(&tenant.org)
+    .bind(tenant.mode.as_str())
+    .bind(ids)
+    .fetch_all(db)
+    .instrument(crate::statement_span!("customers.find_many"))
+    .await
+}
+
 /// Locks the customer's row until the transaction ends: used when optimistic writes keep
 /// losing to concurrent writers, so that a write always makes progress.
 pub async fn lock(
