@@ -1,6 +1,6 @@
 //! Coalesced reads of one customer by id (`GET /v1/customers/{id}`): the reads of one tenant
 //! that arrive while another read of that tenant is in flight wait for it, then go to the
-//! database together, as one statement (`id = ANY($3)`), and each is answered as soon as that
+//! database together, as one statement (one probe of the primary key per id), and each is answered as soon as that
 //! statement returns. Per-statement work (a round trip, a wake-up of a backend and of the
 //! server, the protocol on both sides, the pool's acquire and release) is then paid once per
 //! batch instead of once per read.
@@ -34,6 +34,9 @@ use super::model::ListedCustomer;
 use super::repo;
 use crate::ids::CustomerId;
 use crate::tenant::Tenant;
+
+/// The statement of a batch (for the test of its plan).
+pub const BATCH_STATEMENT: &str = repo::FIND_MANY_TO_SHOW;
 
 /// The most reads one statement carries; more queued wait for the next batch.
 const MAX_BATCH: usize = 64;

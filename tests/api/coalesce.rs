@@ -243,3 +243,48 @@ async fn without_coalescing_each_get_is_a_statement_of_its_own() {
     assert_eq!(waiting, 4);
     assert!(answers.iter().all(|a| a.0 == 200));
 }
+
+/// The batch's statement probes the primary key once per id, custom and generic plan, on a
+/// table that was never analysed (as after a bulk load): `id = ANY($3)` was planned there as a
+/// scan of the tenant's whole key range, filtering the ids.
+#[tokio::test]
+async fn a_batch_probes_the_primary_key_per_id_without_statistics() {
+    let app = spawn_app().await;
+    sqlx::raw_sql(
+        "ALTER TABLE customers SET (autovacuum_enabled = false);
+         INSERT INTO customers (org_id, mode, id, created_at, updated_at, version)
+         SELECT 'org_a', 'test', 'cus_' || lpad(upper(to_hex(g)), 26, '0'),
+                now() - g * interval '1 second', now(), 1
+           FROM generate_series(1, 20000) g;",
+    )
+    .execute(&app.db)
+    .await
+    .expect("customers");
+    let mut conn = app.service_pool().acquire().await.expect("a connection");
+    sqlx::raw_sql(&format!(
+        "PREPARE batch(text, text, text[]) AS {}",
+        customers_api::customers::coalesce::BATCH_STATEMENT
+    ))
+    .execute(&mut *conn)
+    .await
+    .expect("the statement prepares");
+    for mode in ["force_custom_plan", "force_generic_plan"] {
+        let plan: Vec<String> = sqlx::raw_sql(&format!(
+            "SET plan_cache_mode = {mode}; EXPLAIN (COSTS OFF) EXECUTE batch('org_a', 'test', \
+             '{{cus_00000000000000000000000001,cus_00000000000000000000000002}}')"
+        ))
+        .fetch_all(&mut *conn)
+        .await
+        .expect("the plan")
+        .iter()
+        .map(|row| sqlx::Row::get(row, 0))
+        .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Index Scan using customers_pkey")
+                && plan.contains("(id = wanted.id))")
+                && !plan.contains("ANY"),
+            "{mode}: one probe of the primary key per id:\n{plan}"
+        );
+    }
+}
