@@ -123,8 +123,10 @@ async fn behind_a_lock(
     let mut sent: Vec<_> = first.into_iter().map(send).collect();
     until_waiting(&app.db, leaders).await;
     sent.extend(rest.into_iter().map(send));
-    // The rest reach the service and queue (or, without coalescing, reach PostgreSQL).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The rest reach the service and queue (or, without coalescing, reach PostgreSQL). Kept
+    // short: the lock (ACCESS EXCLUSIVE, WAL-logged) gives this transaction an xid, which holds
+    // back the feed's horizon of every database of the test cluster while it lasts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let waiting = waiting_reads(&app.db).await;
     lock.commit().await.expect("the lock goes");
     let mut answers = Vec::new();
