@@ -152,10 +152,19 @@ pub struct DatabaseSettings {
     /// Requests of one tenant that may wait for one of its connections; past it, 429.
     #[serde(default = "default_tenant_queue")]
     pub tenant_queue: u32,
+    /// GETs of one customer by id that arrive while another GET of the same tenant is in flight
+    /// wait for it and then go to the database together, as one statement
+    /// (`customers::coalesce`).
+    #[serde(default = "default_coalesce_reads")]
+    pub coalesce_reads: bool,
 }
 
 fn default_idle_in_transaction_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_coalesce_reads() -> bool {
+    true
 }
 
 fn default_tenant_queue() -> u32 {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Gatekeeper, KeyRing};
 use crate::configuration::Settings;
+use crate::customers::coalesce::Coalescer;
 use crate::customers::recent::Recent;
 use crate::error::ApiError;
 use crate::idempotency;
@@ -157,6 +158,10 @@ impl Application {
             relay_wake: relay_wake.clone(),
             publishing: publishing.clone(),
             recent: Recent::new(settings.cache.customers_mib.saturating_mul(1024 * 1024)),
+            reads: Coalescer::new(
+                settings.database.coalesce_reads,
+                settings.database.acquire_timeout + settings.database.statement_timeout,
+            ),
             webhooks: webhooks.clone(),
         });
         let document = web::Data::new(OpenApiDocument::build(&settings));

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use crate::configuration::{EventsSettings, IdempotencySettings};
 use crate::consumers::relay::PublishingStatus;
+use crate::customers::coalesce::Coalescer;
 use crate::customers::recent::Recent;
 use crate::pagination::Cursors;
 
@@ -24,6 +25,8 @@ pub struct AppState {
     pub publishing: PublishingStatus,
     /// Customers this instance saw lately: a write's guess of the current version.
     pub recent: Recent,
+    /// GETs by id, coalesced per tenant while one is in flight (`database.coalesce_reads`).
+    pub reads: Coalescer,
     /// Webhooks: their settings and secrets, and the wake-ups of the dispatcher and senders.
     pub webhooks: Arc<crate::webhooks::shared::Webhooks>,
 }

@@ -8,6 +8,10 @@
 #   patch       one UPDATE ... RETURNING of its policy                   PATCH without Idempotency-Key
 #   patch_idem  BEGIN; claim a key; SELECT ... FOR UPDATE; UPDATE; store the answer; COMMIT
 #                                                                        PATCH with Idempotency-Key
+#   create      one INSERT of a customer                                 POST /v1/customers
+#   list        one SELECT of the tenant's 50 newest live customers      GET /v1/customers?limit=50
+# (the reference workload in ../shared/bench has the first three; create and list are this
+# script's, the same bare shape, so that every route of scripts/bench has a minimal ceiling.)
 # The service does a little more than this (the tenant's row-level security setting, the event
 # of a write, the response): the ratio says how much of the database's capacity it keeps.
 #
@@ -16,7 +20,8 @@
 #   seeded by scripts/bench.d/seed.sql (scripts/bench passes a scratch copy of its template; the
 #   writes change rows, so do not point it at a database you keep). As a superuser, as the
 #   benchmark's admin URL is, the statements bypass row-level security.
-# env: CLIENTS (16) THREADS (2) SECONDS_EACH (15) CEILING_SCENARIOS ("get patch patch_idem")
+# env: CLIENTS (16) THREADS (2) SECONDS_EACH (15)
+#      CEILING_SCENARIOS ("get patch patch_idem create list")
 # prints one line per scenario:  ceiling NAME tps=N latency_ms=N
 set -euo pipefail
 
@@ -75,11 +80,27 @@ UPDATE idempotency_keys SET status_code = 200, body = '{}'::bytea
 COMMIT;
 EOF
 
-for scenario in ${CEILING_SCENARIOS:-get patch patch_idem}; do
+# Ids that sort after every seeded one and grow with time, as the service's do.
+cat >"$scripts/create.sql" <<EOF
+INSERT INTO customers (org_id, mode, id, type, status, email, phone, first_name, last_name,
+                       policy, metadata, version, created_at, updated_at)
+  VALUES ('org_bench', 'test',
+          'cus_Y' || lpad(((extract(epoch FROM clock_timestamp()) * 1000000)::bigint)::text, 17, '0')
+                  || lpad(:client_id::text, 8, '0'),
+          'consumer', 'active', 'ceiling.' || :client_id || '.' || random() || '@example.com',
+          '+14155550100', 'Bench', 'User',
+          '{"requireIntent": true, "limits": {"perAuth": 5000, "perDay": 100000, "perMonth": 500000}, "allowedMccs": ["5734", "5817"]}',
+          '{"externalId": "new_1", "segment": "smb", "riskScore": 1}', 1, now(), now());
+EOF
+cat >"$scripts/list.sql" <<EOF
+SELECT * FROM customers WHERE $tenant AND status <> 'deleted' ORDER BY created_at DESC, id DESC LIMIT 50;
+EOF
+
+for scenario in ${CEILING_SCENARIOS:-get patch patch_idem create list}; do
   out=$(pgbench -n -M prepared -c "$clients" -j "$threads" -T "$seconds" -D targets="$targets" \
-    -f "$scripts/$scenario.sql" "$url" 2>&1) || { echo "$out" | tail -5 >&2; exit 1; }
+    -f "$scripts/$scenario.sql" "$url" 2>&1) || { { grep -m3 error <<<"$out"; tail -3 <<<"$out"; } >&2; exit 1; }
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
   latency=$(sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p' <<<"$out")
-  [[ -n $tps ]] || { echo "$out" | tail -5 >&2; exit 1; }
+  [[ -n $tps ]] || { { grep -m3 error <<<"$out"; tail -3 <<<"$out"; } >&2; exit 1; }
   echo "ceiling $scenario tps=$tps latency_ms=$latency"
 done

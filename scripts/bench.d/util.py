@@ -43,13 +43,16 @@ TARGETS = {
     "lag_p99_s": 1.0,    # publication lag p99 under the PATCH load (issue 11)
 }
 
+# Same-work ceiling over the minimal one: the database work our schema asks for (issue 20 §2).
+SAMEWORK_TARGETS = {"patch": 0.5}
+
 SCENARIOS = [
     # name, label, ceiling script it is compared with
     ("get", "GET one customer", "get"),
     ("patch", "PATCH policy limit", "patch"),
     ("patch_idem", "PATCH + Idempotency-Key", "patch_idem"),
-    ("create", "create (POST)", None),
-    ("list_first", "list first page (50)", None),
+    ("create", "create (POST)", "create"),
+    ("list_first", "list first page (50)", "list"),
     ("list_deep", "list deep page (101st)", None),
 ]
 
@@ -238,7 +241,7 @@ def oha_result(path):
     }
 
 
-def parse_ceiling(path):
+def parse_ceiling(path, prefix="ceiling"):
     out = {}
     try:
         lines = open(path).read().splitlines()
@@ -246,7 +249,7 @@ def parse_ceiling(path):
         return None
     for line in lines:
         parts = line.split()
-        if len(parts) >= 3 and parts[0] == "ceiling" and parts[2].startswith("tps="):
+        if len(parts) >= 3 and parts[0] == prefix and parts[2].startswith("tps="):
             out[parts[1]] = {
                 "tps": float(parts[2][4:]),
                 "latency_ms": float(parts[3].split("=")[1]) if len(parts) > 3 else None,
@@ -720,6 +723,30 @@ def report(d, out_path):
     else:
         print("ceiling (pgbench, same run): " + ", ".join(
             "%s %.0f tps" % (k, v["tps"]) for k, v in ceiling.items()))
+    samework = parse_ceiling(os.path.join(d, "samework.txt"), "samework")
+    if samework:
+        res["samework"] = samework
+        res["samework_ratios"] = {}
+        srows = []
+        for name, label, ceil_name in SCENARIOS:
+            same = (samework.get(ceil_name) or {}).get("tps") if ceil_name else None
+            if not same:
+                continue
+            minimal = ((ceiling or {}).get(ceil_name) or {}).get("tps")
+            service = (sc.get(name) or {}).get("rps")
+            r = {"service_rps": service, "samework_tps": same, "minimal_tps": minimal,
+                 "service_over_samework": round(service / same, 3) if service else None,
+                 "samework_over_minimal": round(same / minimal, 3) if minimal else None}
+            res["samework_ratios"][name] = r
+            target = SAMEWORK_TARGETS.get(ceil_name)
+            srows.append([label, fmt(service, 0), fmt(same, 0), fmt(minimal, 0),
+                          fmt(r["service_over_samework"]), fmt(r["samework_over_minimal"]),
+                          (">= %.1f %s" % (target, verdict(r["samework_over_minimal"], target)))
+                          if target else ""])
+        print("same-work ceiling (pgbench running the service's own statements as customers_app,"
+              " same run):")
+        table(["scenario", "service req/s", "same-work tps", "minimal tps", "service/same-work",
+               "same-work/minimal", "target"], srows)
 
     # Fixed-rate runs.
     fixed = {}

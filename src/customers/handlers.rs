@@ -90,16 +90,23 @@ pub async fn retrieve(
     let tenant = caller.require(Scope::Read)?;
     let as_of = as_of_instant(req.query_string())?;
     let id = CustomerId::parse(&id).ok_or_else(ApiError::not_found)?;
-    let mut conn = crate::db::acquire(&state.pool).await?;
-    let customer = repo::find_to_show(&mut *conn, tenant, &id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
     let (body, version) = match as_of {
         None => {
+            let customer = state
+                .reads
+                .find_to_show(&state.pool, tenant, &id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
             state.recent.remember(tenant, &customer);
             (customer.to_json(), customer.version)
         }
-        Some(at) => as_of::customer_as_of(&mut conn, tenant, &id, &customer, at).await?,
+        Some(at) => {
+            let mut conn = crate::db::acquire(&state.pool).await?;
+            let customer = repo::find_to_show(&mut *conn, tenant, &id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
+            as_of::customer_as_of(&mut conn, tenant, &id, &customer, at).await?
+        }
     };
     Ok(HttpResponse::Ok()
         .content_type("application/json")

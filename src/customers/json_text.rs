@@ -32,7 +32,7 @@ impl Serialize for JsonText<'_> {
 /// A stored `jsonb` value as compact JSON text, read without building a value: PostgreSQL writes
 /// jsonb with a space after each `:` and `,`, which is all that differs from the service's own
 /// spelling (keys are already in jsonb's order).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct StoredJson(pub Box<RawValue>);
 
 impl sqlx::Type<Postgres> for StoredJson {

@@ -14,6 +14,7 @@
 //! 6. the handler returns the reply; the request middleware adds the request id and logs.
 
 pub mod as_of;
+pub mod coalesce;
 pub mod domain;
 pub mod events;
 pub mod handlers;

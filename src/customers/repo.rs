@@ -75,6 +75,38 @@ pub async fn find_to_show(
     )
 }
 
+/// [`find_many_to_show`]'s statement. One probe of the primary key per id (`LATERAL … OFFSET 0`
+/// keeps each probe a subquery of its own, equal on all three key columns): `id = ANY($3)` was
+/// planned, without statistics, as a scan of the tenant's whole key range with the ids as a
+/// filter (tests/api/coalesce.rs checks the plan).
+pub(super) const FIND_MANY_TO_SHOW: &str = "\
+    SELECT c.* FROM unnest($3::text[]) AS wanted(id) \
+      CROSS JOIN LATERAL ( \
+        SELECT id, type AS kind, status, email, phone, first_name, last_name, policy, metadata, \
+               version, created_at, updated_at, xmin::text::bigint AS xmin \
+          FROM customers \
+         WHERE org_id = $1 AND mode = $2 AND id = wanted.id \
+        OFFSET 0) AS c \
+     WHERE (SELECT set_config('app.tenant', $2 || '/' || $1, true)) IS NOT NULL";
+
+/// Several customers of one tenant, to show them (a batch of coalesced GETs,
+/// [`super::coalesce`]): those of `ids` that exist, in any order (one row per id asked, so an
+/// id asked twice comes twice). One tenant per statement, bound as in every statement here,
+/// before any row is read.
+pub async fn find_many_to_show(
+    db: impl PgExecutor<'_>,
+    tenant: &Tenant,
+    ids: &[&str],
+) -> Result<Vec<ListedCustomer>, sqlx::Error> {
+    sqlx::query_as::<_, ListedCustomer>(FIND_MANY_TO_SHOW)
+        .bind(&tenant.org)
+        .bind(tenant.mode.as_str())
+        .bind(ids)
+        .fetch_all(db)
+        .instrument(crate::statement_span!("customers.find_many"))
+        .await
+}
+
 /// Locks the customer's row until the transaction ends: used when optimistic writes keep
 /// losing to concurrent writers, so that a write always makes progress.
 pub async fn lock(

@@ -7,6 +7,7 @@ mod support;
 mod append_only;
 mod auth;
 mod bounded_requests;
+mod coalesce;
 mod compat;
 mod config;
 mod customers;
