@@ -123,10 +123,8 @@ async fn behind_a_lock(
     let mut sent: Vec<_> = first.into_iter().map(send).collect();
     until_waiting(&app.db, leaders).await;
     sent.extend(rest.into_iter().map(send));
-    // The rest reach the service and queue (or, without coalescing, reach PostgreSQL). Kept
-    // short: the lock (ACCESS EXCLUSIVE, WAL-logged) gives this transaction an xid, which holds
-    // back the feed's horizon of every database of the test cluster while it lasts.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The rest reach the service and queue (or, without coalescing, reach PostgreSQL).
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let waiting = waiting_reads(&app.db).await;
     lock.commit().await.expect("the lock goes");
     let mut answers = Vec::new();
@@ -136,17 +134,28 @@ async fn behind_a_lock(
     (answers, waiting)
 }
 
-async fn coalescing_app() -> TestApp {
-    spawn_app_with(|s| {
-        s.database.coalesce_reads = true;
+/// A server on a PostgreSQL of the test's own: the lock of `behind_a_lock` (ACCESS EXCLUSIVE,
+/// WAL-logged) gives its transaction an xid, which on the shared test cluster would hold back the
+/// feed's visibility horizon (`pg_snapshot_xmin`, server-wide) of every other test while it lasts.
+async fn app_on_own_server(coalesce_reads: bool) -> (TestApp, ScratchPostgres) {
+    let server = tokio::task::spawn_blocking(ScratchPostgres::start)
+        .await
+        .expect("the scratch PostgreSQL starts");
+    let options = server.create_database("coalesce").await;
+    let settings = test_settings_with(|s| {
+        s.database.coalesce_reads = coalesce_reads;
         s.rate_limit.enabled = false;
-    })
-    .await
+    });
+    (spawn_app_on(options, settings).await, server)
+}
+
+async fn coalescing_app() -> (TestApp, ScratchPostgres) {
+    app_on_own_server(true).await
 }
 
 #[tokio::test]
 async fn a_batch_answers_each_get_with_the_bytes_of_a_get_alone_and_404_for_a_missing_id() {
-    let app = coalescing_app().await;
+    let (app, _server) = coalescing_app().await;
     let admin = token(ORG, "test", ADMIN);
     let mut ids = Vec::new();
     for n in 0..6 {
@@ -185,7 +194,7 @@ async fn a_batch_answers_each_get_with_the_bytes_of_a_get_alone_and_404_for_a_mi
 
 #[tokio::test]
 async fn the_gets_of_two_tenants_never_share_a_statement() {
-    let app = coalescing_app().await;
+    let (app, _server) = coalescing_app().await;
     let a = token(ORG, "test", ADMIN);
     let b = token(OTHER_ORG, "test", ADMIN);
     let mut of_a = Vec::new();
@@ -225,11 +234,7 @@ async fn the_gets_of_two_tenants_never_share_a_statement() {
 
 #[tokio::test]
 async fn without_coalescing_each_get_is_a_statement_of_its_own() {
-    let app = spawn_app_with(|s| {
-        s.database.coalesce_reads = false;
-        s.rate_limit.enabled = false;
-    })
-    .await;
+    let (app, _server) = app_on_own_server(false).await;
     let admin = token(ORG, "test", ADMIN);
     let mut ids = Vec::new();
     for n in 0..4 {
