@@ -28,11 +28,12 @@ import sys
 import urllib.parse
 import urllib.request
 
-# The targets of issue 5, checked in the report.
+# The targets checked in the report (the throughput ratios as issue 20 §2 restates them; issue 5
+# asked 0.6 for PATCH and 1.0 for the keyed PATCH).
 TARGETS = {
     "get": 0.5,          # GET >= 0.5 x ceiling get
-    "patch": 0.6,        # PATCH >= 0.6 x ceiling patch
-    "patch_idem": 1.0,   # idempotent PATCH >= 1.0 x ceiling patch_idem
+    "patch": 0.45,       # PATCH >= 0.45 x ceiling patch
+    "patch_idem": 0.9,   # idempotent PATCH >= 0.9 x ceiling patch_idem
     "deep_vs_first": 0.9,
     "scale": 0.9,
     "fixed_p99_ms": 10.0,
