@@ -682,7 +682,7 @@ def report(d, out_path):
                      fmt(row["max_ms"]), row["errors"],
                      fmt(row.get("ceiling_tps"), 0) if ceil_name else "",
                      fmt(ratio) if ceil_name else "",
-                     (">= %.1f %s" % (target, verdict(ratio, target))) if target else "",
+                     (">= %g %s" % (target, verdict(ratio, target))) if target else "",
                      fmt(row.get("server_cpu_us_per_request"), 0)])
 
     print()
