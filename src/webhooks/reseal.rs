@@ -117,7 +117,7 @@ pub async fn pass(
             }
         }
         if !replaced.is_empty() {
-            found.resealed += sealed::replace_sealed(&mut tx, &replaced).await?;
+            found.resealed += sealed::replace_sealed(&mut tx, replaced).await?;
         }
         tx.commit().await?;
         if !full || stop.is_cancelled() {

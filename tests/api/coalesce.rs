@@ -35,12 +35,7 @@ fn comparable(answer: &Answer) -> Answer {
     (status, etag, serde_json::to_vec(&error).expect("JSON"))
 }
 
-async fn get_as(app: &TestApp, token: &str, id: &str) -> Answer {
-    let response = app
-        .request_as(Method::GET, &format!("/v1/customers/{id}"), token)
-        .send()
-        .await
-        .expect("request sent");
+async fn answer(response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
     let etag = response
         .headers()
@@ -48,6 +43,15 @@ async fn get_as(app: &TestApp, token: &str, id: &str) -> Answer {
         .map(|v| v.to_str().expect("an ASCII ETag").to_owned());
     let body = response.bytes().await.expect("a body").to_vec();
     (status, etag, body)
+}
+
+async fn get_as(app: &TestApp, token: &str, id: &str) -> Answer {
+    let response = app
+        .request_as(Method::GET, &format!("/v1/customers/{id}"), token)
+        .send()
+        .await
+        .expect("request sent");
+    answer(response).await
 }
 
 async fn create_as(app: &TestApp, token: &str, n: usize) -> String {
@@ -110,13 +114,7 @@ async fn behind_a_lock(
                 .send()
                 .await
                 .expect("request sent");
-            let status = response.status().as_u16();
-            let etag = response
-                .headers()
-                .get("etag")
-                .map(|v| v.to_str().expect("an ASCII ETag").to_owned());
-            let body = response.bytes().await.expect("a body").to_vec();
-            (status, etag, body)
+            answer(response).await
         })
     };
     let leaders = first.len() as i64;

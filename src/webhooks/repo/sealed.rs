@@ -51,7 +51,7 @@ pub async fn signing_secrets(
 /// (a rotation or another instance's pass meanwhile wins). Returns how many were replaced.
 pub async fn replace_sealed(
     conn: &mut PgConnection,
-    replaced: &[(StoredSecret, Vec<u8>)],
+    replaced: Vec<(StoredSecret, Vec<u8>)>,
 ) -> Result<u64, sqlx::Error> {
     let mut org_ids = Vec::with_capacity(replaced.len());
     let mut modes = Vec::with_capacity(replaced.len());
@@ -60,12 +60,12 @@ pub async fn replace_sealed(
     let mut olds = Vec::with_capacity(replaced.len());
     let mut news = Vec::with_capacity(replaced.len());
     for (stored, new) in replaced {
-        org_ids.push(stored.org_id.clone());
-        modes.push(stored.mode.clone());
-        webhook_ids.push(stored.webhook_id.clone());
+        org_ids.push(stored.org_id);
+        modes.push(stored.mode);
+        webhook_ids.push(stored.webhook_id);
         ns.push(stored.n);
-        olds.push(stored.sealed.clone());
-        news.push(new.clone());
+        olds.push(stored.sealed);
+        news.push(new);
     }
     let done = sqlx::query!(
         r#"UPDATE webhook_secrets s
