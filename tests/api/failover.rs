@@ -139,22 +139,42 @@ async fn a_stalled_server_answers_503_within_the_bound_and_its_connection_is_dro
         s.database.acquire_timeout = Duration::from_millis(500);
         s.database.statement_timeout = Duration::from_secs(1);
         s.database.max_connections = 1;
+        // Only the GET below may take the one connection once it is stalled: a background round
+        // that took it first would hold it, and the GET would time out in the pool's queue after
+        // acquire_timeout alone, which is another test (faults::pool). The relay and the webhook
+        // dispatcher look for work every poll_interval; the create's own wake-up is waited out
+        // below.
+        s.events.poll_interval = Duration::from_secs(3600);
+        s.webhooks.poll_interval = Duration::from_secs(3600);
     })
     .await;
     let id = app.create_ok(json!({})).await["id"]
         .as_str()
         .expect("an id")
         .to_owned();
-    // The connection is back in the pool (sqlx pings it on release).
-    settle().await;
-    let backends: Vec<i32> = sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = 'customers-api' \
-          AND datname = current_database()",
+    // The create's wake-up of the relay has ended and the connection is idle in the pool.
+    let mut backends: Vec<i32> = Vec::new();
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        async || {
+            backends = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'customers-api' \
+              AND datname = current_database() AND state = 'idle'",
+            )
+            .fetch_all(&app.db)
+            .await
+            .expect("the service's backends");
+            match backends.len() {
+                1 => Ok(()),
+                n => Err(format!(
+                    "{n} idle connections of the service, not one, after 10 s"
+                )),
+            }
+        },
     )
-    .fetch_all(&app.db)
-    .await
-    .expect("the service's backends");
-    assert_eq!(backends.len(), 1, "one pooled connection");
+    .await;
+    settle().await;
     let stalled = Pid::from_raw(backends[0]);
     if kill(stalled, Signal::SIGSTOP).is_err() {
         println!("failover: cannot signal the test server's backends (not on this machine?)");
