@@ -1,9 +1,11 @@
 //! Faults: PostgreSQL going away under load (`db_down`), pool exhaustion and slow queries
-//! (`pool`), a server killed with SIGKILL under idempotent writes (`sigkill`), and three server
-//! processes on one database (`instances`). Every test talks to real servers over HTTP and to a
+//! (`pool`), a request abandoned by its client mid-statement (`abandoned`), a server killed with
+//! SIGKILL under idempotent writes (`sigkill`), and three server processes on one database
+//! (`instances`). Every test talks to real servers over HTTP and to a
 //! real PostgreSQL, checks what is stored afterwards, and prints its figures (run with
 //! `--nocapture` to see them).
 
+mod abandoned;
 mod db_down;
 mod instances;
 mod pool;

@@ -311,7 +311,19 @@ impl<DB: Database> Floating<DB, Live<DB>> {
         // returned to the pool; also of course, if it was dropped due to an error
         // this is simply a band-aid as SQLx-next connections should be able
         // to recover from cancellations
-        if let Err(error) = self.raw.ping().await {
+        //
+        // customers-api's patch (see Cargo.toml): no round trip when nothing is pending. A
+        // connection whose messages were all sent and answered (no write buffered, no
+        // ReadyForQuery awaited) is in a known state, and `flush` returns at once for it; one left
+        // mid-statement by a cancelled future still has its answer awaited (or its rollback sent)
+        // by `flush`, which reads up to the last ReadyForQuery as the ping did. A write still in the
+        // buffer may lack its Sync, so that case keeps the ping (Sync, then the same wait).
+        let checked = if self.raw.should_flush() {
+            self.raw.ping().await
+        } else {
+            self.raw.flush().await
+        };
+        if let Err(error) = checked {
             tracing::warn!(
                 %error,
                 "error occurred while testing the connection on-release",
