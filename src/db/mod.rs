@@ -77,11 +77,17 @@ pub fn pool_for(hosts: &Hosts, settings: &DatabaseSettings) -> PgPool {
     // jit = off: these are small statements, and the cost enable_seqscan = off puts on a plan's
     // never-run branches (a write's key-less idempotency save, say) otherwise crosses
     // jit_above_cost, so every execution paid ~0.3 s of LLVM compilation.
+    // app.tenant = '': the tenant binding defined (and matching no row) from the start. The
+    // planner evaluates the policies' current_setting('app.tenant', true) to estimate a custom
+    // plan; NULL, on a session that never bound a tenant, made the first listing of each new
+    // connection read the whole tenant into a sort
+    // (docs/performance.md#the-first-page-on-a-new-connection).
     let setup: &'static str = if hosts.read_write() {
-        "SET ROLE customers_app; SET enable_seqscan = off; SET jit = off; \
+        "SET ROLE customers_app; SET enable_seqscan = off; SET jit = off; SET app.tenant = ''; \
          SELECT pg_is_in_recovery() OR current_setting('transaction_read_only')::bool"
     } else {
-        "SET ROLE customers_app; SET enable_seqscan = off; SET jit = off; SELECT false"
+        "SET ROLE customers_app; SET enable_seqscan = off; SET jit = off; SET app.tenant = ''; \
+         SELECT false"
     };
     PgPoolOptions::new()
         .after_connect(move |conn, meta| {
