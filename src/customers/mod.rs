@@ -26,6 +26,7 @@ pub mod list;
 pub mod model;
 pub mod patch;
 pub mod recent;
+mod render;
 mod repo;
 pub mod service;
 pub mod validation;

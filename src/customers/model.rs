@@ -152,11 +152,6 @@ impl<J: Member> Customer<J> {
             updated_at: timestamp(&self.updated_at),
         }
     }
-
-    /// The response body for this customer.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.out()).expect("a customer always serialises")
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -264,12 +259,29 @@ pub struct CustomerList {
 /// (docs/performance.md#where-a-requests-cpu-goes). Years outside 0..=9999 and leap seconds
 /// are left to chrono.
 pub fn timestamp(t: &DateTime<Utc>) -> String {
+    match timestamp_bytes(t) {
+        // Only ASCII digits and separators were written.
+        Some(bytes) => String::from_utf8(bytes.to_vec()).expect("ASCII"),
+        None => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }
+}
+
+/// Appends [`timestamp`]'s text to `out` (the answers' JSON, without a `String` each).
+pub fn write_timestamp(out: &mut Vec<u8>, t: &DateTime<Utc>) {
+    match timestamp_bytes(t) {
+        Some(bytes) => out.extend_from_slice(&bytes),
+        None => out.extend_from_slice(timestamp(t).as_bytes()),
+    }
+}
+
+/// [`timestamp`]'s text, `None` where it is chrono's to write.
+fn timestamp_bytes(t: &DateTime<Utc>) -> Option<[u8; 24]> {
     use chrono::{Datelike, Timelike};
     // One conversion to the naive parts; chrono's accessors on a `DateTime` each convert again.
     let (date, time) = (t.date_naive(), t.time());
     let (year, nanos) = (date.year(), time.nanosecond());
     if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        return t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        return None;
     }
     let mut out = *b"0000-00-00T00:00:00.000Z";
     let mut put = |at: usize, width: usize, mut value: u32| {
@@ -286,8 +298,7 @@ pub fn timestamp(t: &DateTime<Utc>) -> String {
     put(14, 2, seconds / 60 % 60);
     put(17, 2, seconds % 60);
     put(20, 3, nanos / 1_000_000);
-    // Only ASCII digits and separators were written.
-    String::from_utf8(out.to_vec()).expect("ASCII")
+    Some(out)
 }
 
 impl Customer {
@@ -438,7 +449,7 @@ impl From<CustomerFields> for CustomerValues {
 
 #[cfg(test)]
 mod tests {
-    use super::timestamp;
+    use super::{timestamp, write_timestamp};
     use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 
     fn chrono_way(t: &DateTime<Utc>) -> String {
@@ -458,6 +469,9 @@ mod tests {
             nanos = nanos.wrapping_mul(1_103_515_245).wrapping_add(12_345) % 1_000_000_000;
             let t = Utc.timestamp_opt(start + seconds, nanos).unwrap();
             assert_eq!(timestamp(&t), chrono_way(&t), "{t:?}");
+            let mut written = Vec::new();
+            write_timestamp(&mut written, &t);
+            assert_eq!(written, chrono_way(&t).into_bytes());
         }
         let edges = [
             Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
@@ -475,6 +489,9 @@ mod tests {
         ];
         for t in edges {
             assert_eq!(timestamp(&t), chrono_way(&t), "{t:?}");
+            let mut written = b"x".to_vec();
+            write_timestamp(&mut written, &t);
+            assert_eq!(written, format!("x{}", chrono_way(&t)).into_bytes());
         }
         assert_eq!(
             timestamp(&Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()),

@@ -97,11 +97,10 @@ impl Recent {
         }) {
             return;
         }
-        let entry = customer
-            .try_map_json(|json| serde_json::to_string(&json.text()).map(String::into_boxed_str));
-        let Ok(customer) = entry else {
-            return;
-        };
+        // The stored text as it is; a value written as the answers write it.
+        let Ok(customer) = customer.try_map_json(|json| {
+            Ok::<_, std::convert::Infallible>(json.text().to_text().into_boxed_str())
+        });
         entries.insert(
             key,
             Arc::new(Entry {
