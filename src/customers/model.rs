@@ -346,8 +346,9 @@ impl Customer {
         next
     }
 
-    /// Sets the writable fields.
-    pub fn set_values(&mut self, values: CustomerValues) {
+    /// [`Customer::next_version`] with the writable fields `values`, without copying the
+    /// fields that `values` replace (a PATCH's customer has its policy and metadata as values).
+    pub fn next_with_values(&self, at: DateTime<Utc>, values: CustomerValues) -> Customer {
         let CustomerValues {
             email,
             phone,
@@ -356,12 +357,21 @@ impl Customer {
             policy,
             metadata,
         } = values;
-        self.email = email;
-        self.phone = phone;
-        self.first_name = first_name;
-        self.last_name = last_name;
-        self.policy = policy;
-        self.metadata = metadata;
+        Customer {
+            id: self.id.clone(),
+            kind: self.kind,
+            status: self.status,
+            email,
+            phone,
+            first_name,
+            last_name,
+            policy,
+            metadata,
+            version: self.version.next(),
+            created_at: self.created_at,
+            updated_at: at.max(self.updated_at),
+            xmin: None,
+        }
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -393,6 +403,49 @@ impl Customer {
         }
         doc.insert("metadata".into(), self.metadata.clone());
         Value::Object(doc)
+    }
+}
+
+impl Customer {
+    /// Whether `doc` is this customer's [`Customer::writable_document`], compared member by
+    /// member without building that document (a PATCH compares its merged document with it to
+    /// find a no-op).
+    pub fn is_document(&self, doc: &Value) -> bool {
+        fn text(doc: &Map<String, Value>, key: &str, field: &Option<String>) -> bool {
+            match (doc.get(key), field) {
+                (None, None) => true,
+                (Some(Value::String(a)), Some(b)) => a == b,
+                _ => false,
+            }
+        }
+        let Value::Object(doc) = doc else {
+            return false;
+        };
+        let set = |field: &Option<String>| usize::from(field.is_some());
+        let name_parts = set(&self.first_name) + set(&self.last_name);
+        let name = match doc.get("name") {
+            None => name_parts == 0,
+            Some(Value::Object(name)) => {
+                name_parts > 0
+                    && name.len() == name_parts
+                    && text(name, "first", &self.first_name)
+                    && text(name, "last", &self.last_name)
+            }
+            Some(_) => false,
+        };
+        // Each member present exactly when it is set, and no other: every expected one is
+        // checked below, so the count rules out the rest.
+        let members = set(&self.email)
+            + set(&self.phone)
+            + usize::from(name_parts > 0)
+            + usize::from(self.policy.is_some())
+            + 1;
+        doc.len() == members
+            && name
+            && text(doc, "email", &self.email)
+            && text(doc, "phone", &self.phone)
+            && doc.get("policy") == self.policy.as_ref()
+            && doc.get("metadata") == Some(&self.metadata)
     }
 }
 
@@ -449,7 +502,113 @@ impl From<CustomerFields> for CustomerValues {
 
 #[cfg(test)]
 mod tests {
-    use super::{timestamp, write_timestamp};
+    use super::{timestamp, write_timestamp, Customer, CustomerValues};
+    use crate::customers::domain::{CustomerStatus, CustomerType, Xmin};
+    use crate::ids::CustomerId;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn is_document_is_equality_with_the_writable_document() {
+        let created = Utc.with_ymd_and_hms(2026, 12, 6, 10, 30, 0).unwrap();
+        let text = |s: Option<&str>| s.map(str::to_owned);
+        let mut customers = Vec::new();
+        for email in [None, Some("a@example.com")] {
+            for phone in [None, Some("+14155551234")] {
+                for (first, last) in [
+                    (None, None),
+                    (Some("Ada"), None),
+                    (None, Some("L")),
+                    (Some("Ada"), Some("L")),
+                ] {
+                    for policy in [
+                        None,
+                        Some(json!({"ttlDays": 3})),
+                        Some(json!({"ttlDays": 4})),
+                    ] {
+                        for metadata in [json!({}), json!({"a": [1]})] {
+                            let values = CustomerValues {
+                                email: text(email),
+                                phone: text(phone),
+                                first_name: text(first),
+                                last_name: text(last),
+                                policy: policy.clone(),
+                                metadata,
+                            };
+                            customers.push(Customer::new(
+                                CustomerId::generate().0,
+                                CustomerType::Consumer,
+                                values,
+                                created,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        // Every customer's document, and documents that differ from one in a way no customer's
+        // does: extra members, nulls, wrong types, an empty name.
+        let mut docs: Vec<Value> = customers.iter().map(Customer::writable_document).collect();
+        let odd = [
+            json!({"metadata": {}, "type": "consumer"}),
+            json!({"metadata": {}, "email": null}),
+            json!({"metadata": {}, "email": 5}),
+            json!({"metadata": {}, "name": {}}),
+            json!({"metadata": {}, "name": {"first": "Ada", "last": null}}),
+            json!({"metadata": {}, "name": {"first": "Ada", "middle": "B"}}),
+            json!({"metadata": {}, "name": "Ada"}),
+            json!({"metadata": {}, "policy": null}),
+            json!({"metadata": null}),
+            json!({}),
+            json!([]),
+            json!(null),
+        ];
+        docs.extend(odd);
+        for c in &customers {
+            for doc in &docs {
+                assert_eq!(c.is_document(doc), *doc == c.writable_document(), "{doc}");
+            }
+        }
+    }
+
+    #[test]
+    fn next_with_values_is_next_version_with_the_values_set() {
+        let created = Utc.with_ymd_and_hms(2026, 12, 6, 10, 30, 0).unwrap();
+        let mut current = Customer::new(
+            CustomerId::generate().0,
+            CustomerType::Corporate,
+            CustomerValues {
+                email: Some("a@example.com".into()),
+                first_name: Some("Ada".into()),
+                policy: Some(json!({"ttlDays": 3})),
+                metadata: json!({"a": 1}),
+                ..CustomerValues::default()
+            },
+            created,
+        );
+        current.status = CustomerStatus::Active;
+        current.xmin = Some(Xmin::new_for_tests(7));
+        let values = CustomerValues {
+            phone: Some("+14155551234".into()),
+            last_name: Some("L".into()),
+            metadata: json!({"b": [2]}),
+            ..CustomerValues::default()
+        };
+        // Both a later and an earlier clock: updatedAt never runs backwards.
+        for at in [
+            created + chrono::Duration::seconds(5),
+            created - chrono::Duration::seconds(5),
+        ] {
+            let expected = current.next_version(at, |next| {
+                next.email = values.email.clone();
+                next.phone = values.phone.clone();
+                next.first_name = values.first_name.clone();
+                next.last_name = values.last_name.clone();
+                next.policy = values.policy.clone();
+                next.metadata = values.metadata.clone();
+            });
+            assert_eq!(current.next_with_values(at, values.clone()), expected);
+        }
+    }
     use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 
     fn chrono_way(t: &DateTime<Utc>) -> String {
@@ -469,9 +628,9 @@ mod tests {
             nanos = nanos.wrapping_mul(1_103_515_245).wrapping_add(12_345) % 1_000_000_000;
             let t = Utc.timestamp_opt(start + seconds, nanos).unwrap();
             assert_eq!(timestamp(&t), chrono_way(&t), "{t:?}");
-            let mut written = Vec::new();
+            let mut written = b"x".to_vec();
             write_timestamp(&mut written, &t);
-            assert_eq!(written, chrono_way(&t).into_bytes());
+            assert_eq!(written, format!("x{}", chrono_way(&t)).into_bytes());
         }
         let edges = [
             Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
@@ -489,9 +648,9 @@ mod tests {
         ];
         for t in edges {
             assert_eq!(timestamp(&t), chrono_way(&t), "{t:?}");
-            let mut written = b"x".to_vec();
+            let mut written = Vec::new();
             write_timestamp(&mut written, &t);
-            assert_eq!(written, format!("x{}", chrono_way(&t)).into_bytes());
+            assert_eq!(written, chrono_way(&t).into_bytes());
         }
         assert_eq!(
             timestamp(&Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()),

@@ -102,12 +102,16 @@ pub async fn update(
         if current.is_deleted() {
             return Err(ApiError::CustomerDeleted);
         }
+        let document = current.writable_document();
         Ok(
-            match patch::apply(&current.writable_document(), body, BodyKind::Patch)? {
+            match patch::apply_to(
+                document,
+                |doc| current.is_document(doc),
+                body,
+                BodyKind::Patch,
+            )? {
                 Outcome::Unchanged => None,
-                Outcome::Changed(values) => {
-                    Some(current.next_version(now(), |next| next.set_values(values)))
-                }
+                Outcome::Changed(values) => Some(current.next_with_values(now(), values)),
             },
         )
     })
