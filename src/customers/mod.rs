@@ -28,6 +28,7 @@ pub mod patch;
 pub mod recent;
 mod render;
 mod repo;
+mod rows;
 pub mod service;
 pub mod validation;
 

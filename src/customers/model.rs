@@ -5,8 +5,6 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row};
 use utoipa::ToSchema;
 
 use super::domain::{CustomerStatus, CustomerType, Version, Xmin};
@@ -34,60 +32,6 @@ pub struct Customer<J = Value> {
     /// The transaction that wrote this version, when it was read from or written to the
     /// database; `None` for a version not stored yet (and in list pages, which never need it).
     pub xmin: Option<Xmin>,
-}
-
-/// A row of the statements that read customers with `query_as` (`repo::list`,
-/// `repo::FIND_MANY_TO_SHOW`), by position: these columns, in this order, `xmin` last and only
-/// in some. sqlx's derive looked each column up by name in a hash map, on every row (82k
-/// instructions of a list page of 50, docs/performance.md); a debug build checks the names.
-const COLUMNS: [&str; 13] = [
-    "id",
-    "kind",
-    "status",
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "policy",
-    "metadata",
-    "version",
-    "created_at",
-    "updated_at",
-    "xmin",
-];
-
-impl<'r, J> sqlx::FromRow<'r, PgRow> for Customer<J>
-where
-    J: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
-{
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        debug_assert!(
-            row.columns()
-                .iter()
-                .map(sqlx::Column::name)
-                .eq(COLUMNS.iter().copied().take(row.len())),
-            "the columns of a customer row"
-        );
-        Ok(Customer {
-            id: row.try_get(0)?,
-            kind: row.try_get(1)?,
-            status: row.try_get(2)?,
-            email: row.try_get(3)?,
-            phone: row.try_get(4)?,
-            first_name: row.try_get(5)?,
-            last_name: row.try_get(6)?,
-            policy: row.try_get(7)?,
-            metadata: row.try_get(8)?,
-            version: row.try_get(9)?,
-            created_at: row.try_get(10)?,
-            updated_at: row.try_get(11)?,
-            xmin: if row.len() > 12 {
-                row.try_get(12)?
-            } else {
-                None
-            },
-        })
-    }
 }
 
 /// A customer as a list page shows it: its policy and metadata passed through as stored.
