@@ -72,6 +72,11 @@ impl StoredJson {
         &self.0
     }
 
+    /// A member as the service wrote it, compact and in jsonb's order ([`JsonText::write`]).
+    pub fn written(text: &str) -> Self {
+        StoredJson(text.to_owned())
+    }
+
     /// The member as a read of `text` (jsonb's output, or any JSON) makes it.
     #[cfg(test)]
     pub fn for_tests(text: &str) -> Self {

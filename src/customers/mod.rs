@@ -26,7 +26,7 @@ pub mod list;
 pub mod model;
 pub mod patch;
 pub mod recent;
-mod render;
+pub mod render;
 mod repo;
 mod rows;
 pub mod service;

@@ -159,7 +159,7 @@ impl Writing<'_> {
     /// `committed` whether its transaction is known to have committed. A committed version is
     /// remembered; after a write that did not commit — a failure at COMMIT, a lost connection:
     /// the database may hold either version — the customer is forgotten.
-    pub fn settle(mut self, written: Option<&Customer>, committed: bool) {
+    pub fn settle(mut self, written: Option<&Customer<impl Member>>, committed: bool) {
         let id = self.id.take();
         match (written, committed) {
             (Some(customer), true) => self.recent.remember(self.tenant, customer),

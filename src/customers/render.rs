@@ -5,18 +5,32 @@
 //! The bytes are the same as serde_json's (the tests compare them): same members in the same
 //! order, strings escaped as serde_json escapes them.
 
-use super::model::{write_timestamp, Customer, Member};
+use std::ops::Range;
+
+use super::json_text::StoredJson;
+use super::model::{write_timestamp, Customer, ListedCustomer, Member};
+
+/// Where a customer's JSON members are in the bytes [`Customer::write_json`] wrote.
+pub struct Spans {
+    policy: Option<Range<usize>>,
+    metadata: Range<usize>,
+}
 
 impl<J: Member> Customer<J> {
     /// The response body for this customer: `serde_json::to_vec(&self.out())`, without serde.
     pub fn to_json(&self) -> Vec<u8> {
+        self.to_json_spans().0
+    }
+
+    /// [`Customer::to_json`], and where its JSON members are in it.
+    pub fn to_json_spans(&self) -> (Vec<u8>, Spans) {
         let mut out = Vec::with_capacity(512);
-        self.write_json(&mut out);
-        out
+        let spans = self.write_json(&mut out);
+        (out, spans)
     }
 
     /// Appends this customer's JSON ([`CustomerOut`](super::model::CustomerOut)) to `out`.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Spans {
         out.extend_from_slice(b"{\"id\":");
         string(out, self.id.as_str());
         out.extend_from_slice(b",\"type\":");
@@ -35,18 +49,65 @@ impl<J: Member> Customer<J> {
             optional_string(out, self.last_name.as_deref());
             out.push(b'}');
         }
-        if let Some(policy) = &self.policy {
+        let policy = self.policy.as_ref().map(|policy| {
             out.extend_from_slice(b",\"policy\":");
+            let start = out.len();
             policy.text().write(out);
-        }
+            start..out.len()
+        });
         out.extend_from_slice(b",\"metadata\":");
+        let start = out.len();
         self.metadata.text().write(out);
+        let metadata = start..out.len();
         out.extend_from_slice(b",\"createdAt\":\"");
         write_timestamp(out, &self.created_at);
         out.extend_from_slice(b"\",\"updatedAt\":\"");
         write_timestamp(out, &self.updated_at);
         out.push(b'"');
         out.push(b'}');
+        Spans { policy, metadata }
+    }
+}
+
+impl Customer {
+    /// This customer with its JSON members as the text of them in `json`, its own JSON
+    /// ([`Customer::to_json_spans`]): a write hands the version it wrote to the write cache so,
+    /// without serialising its policy and metadata once more (the cache keeps the same text).
+    pub fn into_shown(self, json: &[u8], spans: &Spans) -> ListedCustomer {
+        let text = |span: &Range<usize>| {
+            let text = std::str::from_utf8(&json[span.clone()]).expect("JSON text is UTF-8");
+            StoredJson::written(text)
+        };
+        let Customer {
+            id,
+            kind,
+            status,
+            email,
+            phone,
+            first_name,
+            last_name,
+            policy: _,
+            metadata: _,
+            version,
+            created_at,
+            updated_at,
+            xmin,
+        } = self;
+        Customer {
+            id,
+            kind,
+            status,
+            email,
+            phone,
+            first_name,
+            last_name,
+            policy: spans.policy.as_ref().map(text),
+            metadata: text(&spans.metadata),
+            version,
+            created_at,
+            updated_at,
+            xmin,
+        }
     }
 }
 
@@ -243,6 +304,17 @@ mod tests {
             let stored = as_stored(&c);
             assert_eq!(stored.to_json(), serde_json::to_vec(&stored.out()).unwrap());
             assert_eq!(stored.to_json(), c.to_json());
+        }
+    }
+
+    #[test]
+    fn a_shown_customer_has_the_members_of_its_json() {
+        for c in customers() {
+            let (json, spans) = c.to_json_spans();
+            assert_eq!(json, c.to_json());
+            let shown = c.clone().into_shown(&json, &spans);
+            assert_eq!(shown, as_stored(&c));
+            assert_eq!(shown.to_json(), json);
         }
     }
 
