@@ -30,6 +30,7 @@ pub mod render;
 mod repo;
 mod rows;
 pub mod service;
+mod timestamps;
 pub mod validation;
 
 use actix_web::web;
