@@ -23,26 +23,47 @@ pub fn change<'a>(before: Option<&Customer>, after: &'a Customer, object: &'a [u
 /// [`previous`] of two versions of a customer, from their fields: each member of their JSON
 /// that can change (`id`, `type` and `createdAt` never do) is compared as `previous` compares
 /// the whole objects, without building either object (on every write, where the JSON of both
-/// would cost more than the rest of the event).
+/// would cost more than the rest of the event); only the old values that go into the patch
+/// are built.
 fn previous_of(before: &Customer, after: &Customer) -> Value {
-    fn scalars(c: &Customer) -> [(&'static str, Option<Value>); 5] {
-        let name = (c.first_name.is_some() || c.last_name.is_some()).then(|| {
-            let mut parts = Map::new();
-            parts.insert("first".into(), Value::from(c.first_name.clone()));
-            parts.insert("last".into(), Value::from(c.last_name.clone()));
-            Value::Object(parts)
-        });
-        [
-            ("status", Some(Value::from(c.status.as_str()))),
-            ("email", Some(Value::from(c.email.clone()))),
-            ("phone", Some(Value::from(c.phone.clone()))),
-            ("name", name),
-            ("updatedAt", Some(Value::from(timestamp(&c.updated_at)))),
-        ]
-    }
     let mut patch = Map::new();
-    for ((key, old), (_, new)) in scalars(before).into_iter().zip(scalars(after)) {
-        member(&mut patch, key, old.as_ref(), new.as_ref());
+    // Members that are always there, a string or null: the old value when it differs.
+    let text =
+        |patch: &mut Map<String, Value>, key: &str, old: &Option<String>, new: &Option<String>| {
+            if old != new {
+                patch.insert(key.into(), Value::from(old.clone()));
+            }
+        };
+    if before.status != after.status {
+        patch.insert("status".into(), Value::from(before.status.as_str()));
+    }
+    text(&mut patch, "email", &before.email, &after.email);
+    text(&mut patch, "phone", &before.phone, &after.phone);
+    // `name`, when there, has both parts (null when not set).
+    let has_name = |c: &Customer| c.first_name.is_some() || c.last_name.is_some();
+    match (has_name(before), has_name(after)) {
+        (true, true) => {
+            let mut parts = Map::new();
+            text(&mut parts, "first", &before.first_name, &after.first_name);
+            text(&mut parts, "last", &before.last_name, &after.last_name);
+            if !parts.is_empty() {
+                patch.insert("name".into(), Value::Object(parts));
+            }
+        }
+        (true, false) => {
+            let mut parts = Map::new();
+            parts.insert("first".into(), Value::from(before.first_name.clone()));
+            parts.insert("last".into(), Value::from(before.last_name.clone()));
+            patch.insert("name".into(), Value::Object(parts));
+        }
+        (false, true) => {
+            patch.insert("name".into(), Value::Null);
+        }
+        (false, false) => {}
+    }
+    let updated_at = timestamp(&before.updated_at);
+    if updated_at != timestamp(&after.updated_at) {
+        patch.insert("updatedAt".into(), Value::from(updated_at));
     }
     member(
         &mut patch,
@@ -149,7 +170,8 @@ mod tests {
                       policy: Option<Value>,
                       metadata: Value| CustomerValues {
             email: email.map(str::to_owned),
-            phone: None,
+            // Set in some versions, independently of the email.
+            phone: first.map(|_| "+14155551234".to_owned()),
             first_name: first.map(str::to_owned),
             last_name: last.map(str::to_owned),
             policy,

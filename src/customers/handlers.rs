@@ -6,7 +6,6 @@ use actix_web::http::header::ETAG;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use utoipa::IntoParams;
 
 use serde_json::{Map, Value};
@@ -15,7 +14,8 @@ use super::as_of;
 use super::domain::IfMatch;
 use super::integers;
 use super::list::{ListParams, ListPosition, ListQuery};
-use super::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, ListedCustomer};
+use super::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch};
+use super::render;
 use super::repo::{self, FindClaiming};
 use super::service::{self, Done, Target};
 use crate::auth::{Caller, Scope};
@@ -289,14 +289,6 @@ async fn begin_one<'s>(
     })
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Page<'a> {
-    data: Vec<CustomerOut<'a>>,
-    next_cursor: Option<String>,
-    has_more: bool,
-}
-
 #[utoipa::path(
     get, path = "/v1/customers", tag = "Customers", operation_id = "listCustomers",
     summary = "List customers, newest first",
@@ -328,10 +320,9 @@ pub async fn list(
         }
         _ => None,
     };
-    let page = Page {
-        data: rows.iter().map(ListedCustomer::out).collect(),
-        next_cursor,
-        has_more,
-    };
-    Ok(HttpResponse::Ok().json(page))
+    // `render::page`: the stored JSON members copied as they are (HttpResponse::json's type).
+    let page = render::page(&rows, next_cursor.as_deref(), has_more);
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(page))
 }

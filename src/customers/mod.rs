@@ -26,8 +26,11 @@ pub mod list;
 pub mod model;
 pub mod patch;
 pub mod recent;
+pub mod render;
 mod repo;
+mod rows;
 pub mod service;
+mod timestamps;
 pub mod validation;
 
 use actix_web::web;

@@ -2,20 +2,21 @@
 //! that describe request bodies in the OpenAPI document, and the JSON document of the writable
 //! fields that merge patches apply to.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::domain::{CustomerStatus, CustomerType, Version, Xmin};
 use super::json_text::{JsonText, StoredJson};
+pub use super::timestamps::{timestamp, write_timestamp};
 use super::validation::{CustomerFields, Name, Policy};
 use crate::ids::CustomerId;
 
 /// One row of `customers`, as every query returns it. Its JSON members (policy, metadata) are
 /// values (`J = Value`) where the service works with them, and the stored JSON text where it
 /// only shows them ([`ListedCustomer`]).
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Customer<J = Value> {
     pub id: CustomerId,
     pub kind: CustomerType,
@@ -31,7 +32,6 @@ pub struct Customer<J = Value> {
     pub updated_at: DateTime<Utc>,
     /// The transaction that wrote this version, when it was read from or written to the
     /// database; `None` for a version not stored yet (and in list pages, which never need it).
-    #[sqlx(default)]
     pub xmin: Option<Xmin>,
 }
 
@@ -96,11 +96,6 @@ impl<J: Member> Customer<J> {
             created_at: timestamp(&self.created_at),
             updated_at: timestamp(&self.updated_at),
         }
-    }
-
-    /// The response body for this customer.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.out()).expect("a customer always serialises")
     }
 }
 
@@ -203,38 +198,6 @@ pub struct CustomerList {
     has_more: bool,
 }
 
-/// RFC 3339 in UTC with milliseconds (`2026-12-06T10:30:00.123Z`), as chrono's
-/// `to_rfc3339_opts(SecondsFormat::Millis, true)` writes it, without its formatting machinery:
-/// a list page writes two per customer, and chrono's way cost about 1,000 instructions each
-/// (docs/performance.md#where-a-requests-cpu-goes). Years outside 0..=9999 and leap seconds
-/// are left to chrono.
-pub fn timestamp(t: &DateTime<Utc>) -> String {
-    use chrono::{Datelike, Timelike};
-    // One conversion to the naive parts; chrono's accessors on a `DateTime` each convert again.
-    let (date, time) = (t.date_naive(), t.time());
-    let (year, nanos) = (date.year(), time.nanosecond());
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        return t.to_rfc3339_opts(SecondsFormat::Millis, true);
-    }
-    let mut out = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut value: u32| {
-        for i in (at..at + width).rev() {
-            out[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    let seconds = time.num_seconds_from_midnight();
-    put(0, 4, year as u32);
-    put(5, 2, date.month());
-    put(8, 2, date.day());
-    put(11, 2, seconds / 3600);
-    put(14, 2, seconds / 60 % 60);
-    put(17, 2, seconds % 60);
-    put(20, 3, nanos / 1_000_000);
-    // Only ASCII digits and separators were written.
-    String::from_utf8(out.to_vec()).expect("ASCII")
-}
-
 impl Customer {
     /// A new customer of `kind` with `values`, at version 1.
     pub fn new(
@@ -280,8 +243,9 @@ impl Customer {
         next
     }
 
-    /// Sets the writable fields.
-    pub fn set_values(&mut self, values: CustomerValues) {
+    /// [`Customer::next_version`] with the writable fields `values`, without copying the
+    /// fields that `values` replace (a PATCH's customer has its policy and metadata as values).
+    pub fn next_with_values(&self, at: DateTime<Utc>, values: CustomerValues) -> Customer {
         let CustomerValues {
             email,
             phone,
@@ -290,12 +254,21 @@ impl Customer {
             policy,
             metadata,
         } = values;
-        self.email = email;
-        self.phone = phone;
-        self.first_name = first_name;
-        self.last_name = last_name;
-        self.policy = policy;
-        self.metadata = metadata;
+        Customer {
+            id: self.id.clone(),
+            kind: self.kind,
+            status: self.status,
+            email,
+            phone,
+            first_name,
+            last_name,
+            policy,
+            metadata,
+            version: self.version.next(),
+            created_at: self.created_at,
+            updated_at: at.max(self.updated_at),
+            xmin: None,
+        }
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -327,6 +300,49 @@ impl Customer {
         }
         doc.insert("metadata".into(), self.metadata.clone());
         Value::Object(doc)
+    }
+}
+
+impl Customer {
+    /// Whether `doc` is this customer's [`Customer::writable_document`], compared member by
+    /// member without building that document (a PATCH compares its merged document with it to
+    /// find a no-op).
+    pub fn is_document(&self, doc: &Value) -> bool {
+        fn text(doc: &Map<String, Value>, key: &str, field: &Option<String>) -> bool {
+            match (doc.get(key), field) {
+                (None, None) => true,
+                (Some(Value::String(a)), Some(b)) => a == b,
+                _ => false,
+            }
+        }
+        let Value::Object(doc) = doc else {
+            return false;
+        };
+        let set = |field: &Option<String>| usize::from(field.is_some());
+        let name_parts = set(&self.first_name) + set(&self.last_name);
+        let name = match doc.get("name") {
+            None => name_parts == 0,
+            Some(Value::Object(name)) => {
+                name_parts > 0
+                    && name.len() == name_parts
+                    && text(name, "first", &self.first_name)
+                    && text(name, "last", &self.last_name)
+            }
+            Some(_) => false,
+        };
+        // Each member present exactly when it is set, and no other: every expected one is
+        // checked below, so the count rules out the rest.
+        let members = set(&self.email)
+            + set(&self.phone)
+            + usize::from(name_parts > 0)
+            + usize::from(self.policy.is_some())
+            + 1;
+        doc.len() == members
+            && name
+            && text(doc, "email", &self.email)
+            && text(doc, "phone", &self.phone)
+            && doc.get("policy") == self.policy.as_ref()
+            && doc.get("metadata") == Some(&self.metadata)
     }
 }
 
@@ -383,47 +399,112 @@ impl From<CustomerFields> for CustomerValues {
 
 #[cfg(test)]
 mod tests {
-    use super::timestamp;
-    use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
+    use super::{Customer, CustomerValues};
+    use crate::customers::domain::{CustomerStatus, CustomerType, Xmin};
+    use crate::ids::CustomerId;
+    use chrono::{TimeZone, Utc};
+    use serde_json::{json, Value};
 
-    fn chrono_way(t: &DateTime<Utc>) -> String {
-        t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    #[test]
+    fn is_document_is_equality_with_the_writable_document() {
+        let created = Utc.with_ymd_and_hms(2026, 12, 6, 10, 30, 0).unwrap();
+        let text = |s: Option<&str>| s.map(str::to_owned);
+        let mut customers = Vec::new();
+        for email in [None, Some("a@example.com")] {
+            for phone in [None, Some("+14155551234")] {
+                for (first, last) in [
+                    (None, None),
+                    (Some("Ada"), None),
+                    (None, Some("L")),
+                    (Some("Ada"), Some("L")),
+                ] {
+                    for policy in [
+                        None,
+                        Some(json!({"ttlDays": 3})),
+                        Some(json!({"ttlDays": 4})),
+                    ] {
+                        for metadata in [json!({}), json!({"a": [1]})] {
+                            let values = CustomerValues {
+                                email: text(email),
+                                phone: text(phone),
+                                first_name: text(first),
+                                last_name: text(last),
+                                policy: policy.clone(),
+                                metadata,
+                            };
+                            customers.push(Customer::new(
+                                CustomerId::generate().0,
+                                CustomerType::Consumer,
+                                values,
+                                created,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        // Every customer's document, and documents that differ from one in a way no customer's
+        // does: extra members, nulls, wrong types, an empty name.
+        let mut docs: Vec<Value> = customers.iter().map(Customer::writable_document).collect();
+        let odd = [
+            json!({"metadata": {}, "type": "consumer"}),
+            json!({"metadata": {}, "email": null}),
+            json!({"metadata": {}, "email": 5}),
+            json!({"metadata": {}, "name": {}}),
+            json!({"metadata": {}, "name": {"first": "Ada", "last": null}}),
+            json!({"metadata": {}, "name": {"first": "Ada", "middle": "B"}}),
+            json!({"metadata": {}, "name": "Ada"}),
+            json!({"metadata": {}, "policy": null}),
+            json!({"metadata": null}),
+            json!({}),
+            json!([]),
+            json!(null),
+        ];
+        docs.extend(odd);
+        for c in &customers {
+            for doc in &docs {
+                assert_eq!(c.is_document(doc), *doc == c.writable_document(), "{doc}");
+            }
+        }
     }
 
     #[test]
-    fn timestamp_is_chronos_rfc3339_with_millis() {
-        // Spread over years -100..=10100 (both fallbacks included) and every sub-second digit.
-        let (mut seconds, mut nanos) = (0i64, 0u32);
-        let (start, end) = (-65_000_000_000i64, 256_000_000_000i64);
-        for i in 0..200_000i64 {
-            seconds = (seconds
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(i))
-            .rem_euclid(end - start);
-            nanos = nanos.wrapping_mul(1_103_515_245).wrapping_add(12_345) % 1_000_000_000;
-            let t = Utc.timestamp_opt(start + seconds, nanos).unwrap();
-            assert_eq!(timestamp(&t), chrono_way(&t), "{t:?}");
-        }
-        let edges = [
-            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
-            Utc.with_ymd_and_hms(-1, 12, 31, 23, 59, 59).unwrap(),
-            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
-            Utc.with_ymd_and_hms(2026, 12, 6, 10, 30, 0).unwrap()
-                + chrono::Duration::nanoseconds(999_999_999),
-            // A leap second (nanosecond >= 1e9) is chrono's to write.
-            NaiveDate::from_ymd_opt(2016, 12, 31)
-                .unwrap()
-                .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
-                .unwrap()
-                .and_utc(),
-        ];
-        for t in edges {
-            assert_eq!(timestamp(&t), chrono_way(&t), "{t:?}");
-        }
-        assert_eq!(
-            timestamp(&Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()),
-            "2026-01-02T03:04:05.000Z"
+    fn next_with_values_is_next_version_with_the_values_set() {
+        let created = Utc.with_ymd_and_hms(2026, 12, 6, 10, 30, 0).unwrap();
+        let mut current = Customer::new(
+            CustomerId::generate().0,
+            CustomerType::Corporate,
+            CustomerValues {
+                email: Some("a@example.com".into()),
+                first_name: Some("Ada".into()),
+                policy: Some(json!({"ttlDays": 3})),
+                metadata: json!({"a": 1}),
+                ..CustomerValues::default()
+            },
+            created,
         );
+        current.status = CustomerStatus::Active;
+        current.xmin = Some(Xmin::new_for_tests(7));
+        let values = CustomerValues {
+            phone: Some("+14155551234".into()),
+            last_name: Some("L".into()),
+            metadata: json!({"b": [2]}),
+            ..CustomerValues::default()
+        };
+        // Both a later and an earlier clock: updatedAt never runs backwards.
+        for at in [
+            created + chrono::Duration::seconds(5),
+            created - chrono::Duration::seconds(5),
+        ] {
+            let expected = current.next_version(at, |next| {
+                next.email = values.email.clone();
+                next.phone = values.phone.clone();
+                next.first_name = values.first_name.clone();
+                next.last_name = values.last_name.clone();
+                next.policy = values.policy.clone();
+                next.metadata = values.metadata.clone();
+            });
+            assert_eq!(current.next_with_values(at, values.clone()), expected);
+        }
     }
 }

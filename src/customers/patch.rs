@@ -2,6 +2,8 @@
 //! same merge applied to an empty customer) followed by validation of the whole result. The
 //! rules are in docs/api-rules.md#patch-merge-rules.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::domain::CustomerType;
@@ -55,20 +57,39 @@ pub fn apply(
     patch: &Map<String, Value>,
     kind: BodyKind,
 ) -> Result<Outcome, ApiError> {
-    let mut patch = Value::Object(patch.clone());
-    let mut errors = check_body(patch.as_object().expect("built from a map"), kind);
-    // Fields whose shape is wrong are reported once and left out of the rule checks.
-    for error in &errors {
-        remove_path(&mut patch, &error.param);
-    }
-    if let Some(map) = patch.as_object_mut() {
-        map.remove("type");
-    }
+    apply_to(current.clone(), |doc| doc == current, patch, kind)
+}
 
-    let mut merged = current.clone();
-    json_patch::merge(&mut merged, &patch);
+/// [`apply`] to a document the caller gives up: the merge changes it in place, and
+/// `is_current` tells whether a document equals it as it was (a PATCH compares with the
+/// customer's fields instead of keeping a copy of its document, `Customer::is_document`).
+pub fn apply_to(
+    current: Value,
+    is_current: impl FnOnce(&Value) -> bool,
+    patch: &Map<String, Value>,
+    kind: BodyKind,
+) -> Result<Outcome, ApiError> {
+    let mut errors = check_body(patch, kind);
+    // Fields whose shape is wrong are reported once and left out of the rule checks, and `type`
+    // is not merged: the body is copied only when something must be left out.
+    let patch = if errors.is_empty() && !patch.contains_key("type") {
+        Cow::Borrowed(patch)
+    } else {
+        let mut patch = Value::Object(patch.clone());
+        for error in &errors {
+            remove_path(&mut patch, &error.param);
+        }
+        let Value::Object(mut patch) = patch else {
+            unreachable!("built from a map")
+        };
+        patch.remove("type");
+        Cow::Owned(patch)
+    };
+
+    let mut merged = current;
+    merge(&mut merged, &patch);
     normalize(&mut merged);
-    if errors.is_empty() && merged == *current {
+    if errors.is_empty() && is_current(&merged) {
         return Ok(Outcome::Unchanged);
     }
     match serde_json::from_value::<CustomerFields>(merged) {
@@ -86,6 +107,24 @@ pub fn apply(
     }
     errors.sort_by(|a, b| a.param.cmp(&b.param));
     Err(ApiError::Validation(errors))
+}
+
+/// `json_patch::merge(doc, &Value::Object(patch.clone()))` without the copy: RFC 7396 on an
+/// object, member by member.
+fn merge(doc: &mut Value, patch: &Map<String, Value>) {
+    if !doc.is_object() {
+        *doc = Value::Object(Map::new());
+    }
+    let Value::Object(map) = doc else {
+        unreachable!("made an object above")
+    };
+    for (key, value) in patch {
+        if value.is_null() {
+            map.remove(key);
+        } else {
+            json_patch::merge(map.entry(key.as_str()).or_insert(Value::Null), value);
+        }
+    }
 }
 
 /// Removes the member a dotted path names, or the deepest member on the way that exists (an
@@ -136,6 +175,30 @@ mod tests {
             result,
             json!({"requireIntent": true, "limits": {"perDay": 70000, "perMonth": 500000}})
         );
+    }
+
+    #[test]
+    fn merge_is_json_patchs_merge() {
+        let docs = [
+            json!({}),
+            json!({"a": 1, "b": {"c": [1, 2], "d": {"e": null}}, "f": "g"}),
+            json!({"metadata": {"x": {"y": 1}}, "policy": {"limits": {"perDay": 1}}}),
+        ];
+        let patches = [
+            json!({}),
+            json!({"a": null, "b": {"c": null, "d": {"e": 5, "z": {"q": null}}}, "new": [null]}),
+            json!({"metadata": {"x": {"y": null}}, "policy": null, "f": {"h": 1}}),
+            json!({"b": "scalar", "a": {"deep": {"er": null}}}),
+        ];
+        for doc in &docs {
+            for patch in &patches {
+                let mut expected = doc.clone();
+                json_patch::merge(&mut expected, patch);
+                let mut merged = doc.clone();
+                merge(&mut merged, patch.as_object().unwrap());
+                assert_eq!(merged, expected, "{doc} + {patch}");
+            }
+        }
     }
 
     #[test]

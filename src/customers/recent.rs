@@ -97,11 +97,10 @@ impl Recent {
         }) {
             return;
         }
-        let entry = customer
-            .try_map_json(|json| serde_json::to_string(&json.text()).map(String::into_boxed_str));
-        let Ok(customer) = entry else {
-            return;
-        };
+        // The stored text as it is; a value written as the answers write it.
+        let Ok(customer) = customer.try_map_json(|json| {
+            Ok::<_, std::convert::Infallible>(json.text().to_text().into_boxed_str())
+        });
         entries.insert(
             key,
             Arc::new(Entry {
@@ -160,7 +159,7 @@ impl Writing<'_> {
     /// `committed` whether its transaction is known to have committed. A committed version is
     /// remembered; after a write that did not commit — a failure at COMMIT, a lost connection:
     /// the database may hold either version — the customer is forgotten.
-    pub fn settle(mut self, written: Option<&Customer>, committed: bool) {
+    pub fn settle(mut self, written: Option<&Customer<impl Member>>, committed: bool) {
         let id = self.id.take();
         match (written, committed) {
             (Some(customer), true) => self.recent.remember(self.tenant, customer),

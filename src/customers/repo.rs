@@ -20,6 +20,7 @@ use tracing::Instrument;
 use super::domain::{CustomerStatus, CustomerType, Version, Xmin};
 use super::json_text::StoredJson;
 use super::model::{Customer, ListedCustomer};
+use super::rows;
 use crate::events::EventRecord;
 use crate::idempotency::{query_claiming, query_saving, Claim, ReadWithClaim, SaveReply};
 use crate::ids::CustomerId;
@@ -98,13 +99,14 @@ pub async fn find_many_to_show(
     tenant: &Tenant,
     ids: &[&str],
 ) -> Result<Vec<ListedCustomer>, sqlx::Error> {
-    sqlx::query_as::<_, ListedCustomer>(FIND_MANY_TO_SHOW)
+    let rows = sqlx::query(FIND_MANY_TO_SHOW)
         .bind(&tenant.org)
         .bind(tenant.mode.as_str())
         .bind(ids)
         .fetch_all(db)
         .instrument(crate::statement_span!("customers.find_many"))
-        .await
+        .await?;
+    rows::customers(&rows)
 }
 
 /// Locks the customer's row until the transaction ends: used when optimistic writes keep
@@ -379,8 +381,10 @@ pub async fn list(
     }
     q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
         .push_bind(limit);
-    q.build_query_as::<ListedCustomer>()
+    let rows = q
+        .build()
         .fetch_all(db)
         .instrument(crate::statement_span!("customers.list"))
-        .await
+        .await?;
+    rows::customers(&rows)
 }

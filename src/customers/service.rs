@@ -12,9 +12,10 @@ use sqlx::{Connection, PgConnection};
 use super::domain::{CustomerStatus, IfMatch};
 use super::events;
 use super::input::BodyKind;
-use super::model::Customer;
+use super::model::{Customer, ListedCustomer};
 use super::patch::{self, Outcome};
 use super::recent::Recent;
+use super::render::Spans;
 use super::repo;
 use crate::clock::now;
 use crate::error::ApiError;
@@ -30,7 +31,7 @@ const OPTIMISTIC_ROUNDS: usize = 3;
 /// ([`Recent::after_write`]): until then it is a version the database may never hold.
 pub struct Done {
     pub reply: Reply,
-    pub written: Option<Customer>,
+    pub written: Option<ListedCustomer>,
 }
 
 impl Done {
@@ -42,7 +43,9 @@ impl Done {
     }
 
     /// The reply for [`Write::finish`], and the version written.
-    pub fn split(outcome: Result<Done, ApiError>) -> (Result<Reply, ApiError>, Option<Customer>) {
+    pub fn split(
+        outcome: Result<Done, ApiError>,
+    ) -> (Result<Reply, ApiError>, Option<ListedCustomer>) {
         match outcome {
             Ok(Done { reply, written }) => (Ok(reply), written),
             Err(e) => (Err(e), None),
@@ -59,7 +62,7 @@ pub async fn create(
     let (kind, values) = patch::new_customer(body)?;
     let (id, created_at) = CustomerId::generate();
     let mut customer = Customer::new(id, kind, values, created_at);
-    let mut reply = reply(&customer, StatusCode::CREATED);
+    let (mut reply, spans) = reply(&customer, StatusCode::CREATED);
     reply.location = Some(format!("/v1/customers/{}", customer.id.as_str()));
     let event = origin.event(EventType::Created, || {
         events::change(None, &customer, &reply.body)
@@ -71,9 +74,10 @@ pub async fn create(
         write.saved(&reply);
     }
     customer.xmin = written.xmin;
+    let written = customer.into_shown(&reply.body, &spans);
     Ok(Done {
         reply,
-        written: Some(customer),
+        written: Some(written),
     })
 }
 
@@ -102,12 +106,16 @@ pub async fn update(
         if current.is_deleted() {
             return Err(ApiError::CustomerDeleted);
         }
+        let document = current.writable_document();
         Ok(
-            match patch::apply(&current.writable_document(), body, BodyKind::Patch)? {
+            match patch::apply_to(
+                document,
+                |doc| current.is_document(doc),
+                body,
+                BodyKind::Patch,
+            )? {
                 Outcome::Unchanged => None,
-                Outcome::Changed(values) => {
-                    Some(current.next_version(now(), |next| next.set_values(values)))
-                }
+                Outcome::Changed(values) => Some(current.next_with_values(now(), values)),
             },
         )
     })
@@ -274,17 +282,16 @@ impl<D: Fn(&Customer) -> Result<Option<Customer>, ApiError>> Round<'_, D> {
         let next = match (self.decide)(&current) {
             Ok(Some(next)) => next,
             Ok(None) => {
-                return Ok(Attempt::Answered(Done::answer(reply(
-                    &current,
-                    StatusCode::OK,
-                ))))
+                return Ok(Attempt::Answered(Done::answer(
+                    reply(&current, StatusCode::OK).0,
+                )))
             }
             Err(e) => return Ok(Attempt::Refused(e)),
         };
         let Some(expected) = current.xmin.map(|xmin| (current.version, xmin)) else {
             return Err(ApiError::internal("a customer read without its xmin"));
         };
-        let reply = reply(&next, StatusCode::OK);
+        let (reply, spans) = reply(&next, StatusCode::OK);
         let event = self.origin.event(self.kind, || {
             events::change(Some(&current), &next, &reply.body)
         });
@@ -297,6 +304,7 @@ impl<D: Fn(&Customer) -> Result<Option<Customer>, ApiError>> Round<'_, D> {
             xmin: Some(xmin),
             ..next
         };
+        let written_version = written_version.into_shown(&reply.body, &spans);
         Ok(Attempt::Written(
             Done {
                 reply,
@@ -307,12 +315,15 @@ impl<D: Fn(&Customer) -> Result<Option<Customer>, ApiError>> Round<'_, D> {
     }
 }
 
-/// The reply that shows `customer`, with the ETag of its version.
-fn reply(customer: &Customer, status: StatusCode) -> Reply {
-    Reply {
+/// The reply that shows `customer`, with the ETag of its version, and where the customer's
+/// JSON members are in its body.
+fn reply(customer: &Customer, status: StatusCode) -> (Reply, Spans) {
+    let (body, spans) = customer.to_json_spans();
+    let reply = Reply {
         status,
-        body: customer.to_json(),
+        body,
         location: None,
         etag: Some(customer.version.etag()),
-    }
+    };
+    (reply, spans)
 }

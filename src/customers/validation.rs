@@ -267,32 +267,50 @@ fn metadata_rules(metadata: &Map<String, Value>, errors: &mut Vec<FieldError>) {
         ));
     }
     for (key, value) in metadata {
-        let param = format!("metadata.{key}");
+        // Named only for an error: most keys have none.
+        let param = || format!("metadata.{key}");
         if !(1..=METADATA_KEY_MAX_CHARS).contains(&key.chars().count()) {
             errors.push(FieldError::new(
-                &param,
+                param(),
                 "invalid_key",
                 format!("keys must be 1 to {METADATA_KEY_MAX_CHARS} characters"),
             ));
         } else if key.contains(['[', ']']) {
             errors.push(FieldError::new(
-                &param,
+                param(),
                 "invalid_key",
                 "keys must not contain [ or ]",
             ));
         }
-        let size = serde_json::to_vec(value)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = serialised_len(value);
         if size > METADATA_VALUE_MAX_BYTES {
             errors.push(FieldError::new(
-                &param,
+                param(),
                 "too_long",
                 format!(
                     "the value is {size} bytes serialised; at most {METADATA_VALUE_MAX_BYTES} are allowed"
                 ),
             ));
         }
+    }
+}
+
+/// The length of `value` serialised, counted as serde_json writes it, without keeping the text.
+fn serialised_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 
@@ -399,6 +417,21 @@ mod tests {
             found,
             vec![("policy.limits.perAuth".into(), "limits_inconsistent")]
         );
+    }
+
+    #[test]
+    fn the_serialised_length_is_that_of_the_text() {
+        for value in [
+            json!(null),
+            json!("x\"y\u{1}é日本"),
+            json!({"a": [1, 2.5, -3, true, {"b": "c"}], "": {}}),
+            json!(1e300),
+        ] {
+            assert_eq!(
+                serialised_len(&value),
+                serde_json::to_vec(&value).unwrap().len()
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! serialises the event, it does not read customers.
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -112,9 +111,10 @@ pub struct NewEvent {
     pub traceparent: Option<String>,
 }
 
+/// The event object without its last member, `data`: [`NewEvent::new`] writes that one itself.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct EventOut<'a> {
+struct EventHead<'a> {
     id: &'a str,
     #[serde(rename = "type")]
     kind: EventType,
@@ -124,7 +124,6 @@ struct EventOut<'a> {
     actor: Actor<'a>,
     request_id: &'a str,
     idempotency_key: Option<&'a str>,
-    data: Data<'a>,
 }
 
 #[derive(Serialize)]
@@ -132,41 +131,123 @@ struct Actor<'a> {
     sub: Option<&'a str>,
 }
 
-#[derive(Serialize)]
-struct Data<'a> {
-    object: &'a RawValue,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    previous: Option<Value>,
-}
-
 impl NewEvent {
-    /// The event of `change`, made by `origin`: its id and its JSON.
+    /// The event of `change`, made by `origin`: its id and its JSON, the bytes that
+    /// serde_json writes for the whole event object (a test compares them). `data.object` is the resource's own
+    /// JSON, copied as it is: through serde it would be a `RawValue`, which parses it again.
     pub fn new(kind: EventType, change: Change<'_>, origin: &Origin) -> NewEvent {
         let id = format!("evt_{}", ulid::Ulid::new());
-        let object: &RawValue =
-            serde_json::from_slice(change.object).expect("a resource's own JSON");
-        let body = serde_json::to_string(&EventOut {
-            id: &id,
-            kind,
-            customer_id: change.customer_id,
-            version: change.version,
-            occurred_at: change.occurred_at,
-            actor: Actor {
-                sub: origin.actor.as_deref(),
+        // Room for the whole event at once: the object is most of it.
+        let mut body = Vec::with_capacity(change.object.len() + 512);
+        serde_json::to_writer(
+            &mut body,
+            &EventHead {
+                id: &id,
+                kind,
+                customer_id: change.customer_id,
+                version: change.version,
+                occurred_at: change.occurred_at,
+                actor: Actor {
+                    sub: origin.actor.as_deref(),
+                },
+                request_id: &origin.request_id,
+                idempotency_key: origin.idempotency_key.as_deref(),
             },
-            request_id: &origin.request_id,
-            idempotency_key: origin.idempotency_key.as_deref(),
-            data: Data {
-                object,
-                previous: change.previous,
-            },
-        })
+        )
         .expect("an event serialises");
+        // `{…}` becomes `{…,"data":{"object":…,"previous":…}}`.
+        body.pop();
+        body.extend_from_slice(b",\"data\":{\"object\":");
+        body.extend_from_slice(change.object);
+        if let Some(previous) = &change.previous {
+            body.extend_from_slice(b",\"previous\":");
+            serde_json::to_writer(&mut body, previous).expect("a value serialises");
+        }
+        body.extend_from_slice(b"}}");
+        let body = String::from_utf8(body).expect("JSON text and the resource's JSON are UTF-8");
         NewEvent {
             id,
             kind,
             body,
             traceparent: origin.traceparent.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use serde_json::value::RawValue;
+
+    /// The whole event object as serde writes it.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct EventOut<'a> {
+        id: &'a str,
+        #[serde(rename = "type")]
+        kind: EventType,
+        customer_id: &'a str,
+        version: i64,
+        occurred_at: String,
+        actor: Actor<'a>,
+        request_id: &'a str,
+        idempotency_key: Option<&'a str>,
+        data: Data<'a>,
+    }
+
+    #[derive(Serialize)]
+    struct Data<'a> {
+        object: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous: Option<Value>,
+    }
+
+    #[test]
+    fn the_body_is_the_event_object_as_serde_writes_it() {
+        let object = br#"{"id":"cus_1","email":"a\"b@example.com","metadata":{"k":"\u00e9"}}"#;
+        for (previous, actor, key) in [
+            (None, None, None),
+            (
+                Some(json!({"email": null, "metadata": {"k": "x\ny"}})),
+                Some("sub"),
+                Some("k1"),
+            ),
+        ] {
+            let origin = Origin {
+                actor: actor.map(str::to_owned),
+                request_id: "req_1".into(),
+                idempotency_key: key.map(str::to_owned),
+                traceparent: None,
+                record: true,
+            };
+            let change = || Change {
+                customer_id: "cus_1",
+                version: 3,
+                occurred_at: "2026-12-06T10:30:00.000Z".into(),
+                object,
+                previous: previous.clone(),
+            };
+            let event = NewEvent::new(EventType::Updated, change(), &origin);
+            let change = change();
+            let expected = serde_json::to_string(&EventOut {
+                id: &event.id,
+                kind: EventType::Updated,
+                customer_id: change.customer_id,
+                version: change.version,
+                occurred_at: change.occurred_at,
+                actor: Actor {
+                    sub: origin.actor.as_deref(),
+                },
+                request_id: &origin.request_id,
+                idempotency_key: origin.idempotency_key.as_deref(),
+                data: Data {
+                    object: serde_json::from_slice(change.object).unwrap(),
+                    previous: change.previous,
+                },
+            })
+            .unwrap();
+            assert_eq!(event.body, expected);
         }
     }
 }
