@@ -29,6 +29,7 @@ pub mod recent;
 pub mod render;
 mod repo;
 mod rows;
+pub mod schema;
 pub mod service;
 mod timestamps;
 pub mod validation;

@@ -29,7 +29,7 @@ impl<J: Member> Customer<J> {
         (out, spans)
     }
 
-    /// Appends this customer's JSON ([`CustomerOut`](super::model::CustomerOut)) to `out`.
+    /// Appends this customer's JSON ([`CustomerOut`](super::schema::CustomerOut)) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) -> Spans {
         out.extend_from_slice(b"{\"id\":");
         string(out, self.id.as_str());
@@ -323,7 +323,7 @@ mod tests {
         #[derive(serde::Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Page<'a> {
-            data: Vec<crate::customers::model::CustomerOut<'a>>,
+            data: Vec<crate::customers::schema::CustomerOut<'a>>,
             next_cursor: Option<&'a str>,
             has_more: bool,
         }

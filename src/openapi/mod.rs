@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::configuration::Settings;
 use crate::customers::domain::{CustomerStatus, CustomerType};
-use crate::customers::model::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, NameOut};
+use crate::customers::schema::{CustomerIn, CustomerList, CustomerOut, CustomerPatch, NameOut};
 use crate::customers::validation::{Limits, Policy};
 use crate::customers::{handlers, history};
 use crate::error::{ErrorBody, ErrorDetails, ErrorEnvelope, FieldError};

@@ -17,13 +17,6 @@ use sqlx::{Connection, Executor, PgConnection};
 
 use crate::support::*;
 
-async fn backend_pid(conn: &mut PgConnection) -> i32 {
-    sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(conn)
-        .await
-        .expect("pg_backend_pid")
-}
-
 /// Lets the pool's release tasks (spawned on drop) run.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -153,29 +146,9 @@ async fn a_stalled_server_answers_503_within_the_bound_and_its_connection_is_dro
         .expect("an id")
         .to_owned();
     // The create's wake-up of the relay has ended and the connection is idle in the pool.
-    let mut backends: Vec<i32> = Vec::new();
-    eventually(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        async || {
-            backends = sqlx::query_scalar(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'customers-api' \
-              AND datname = current_database() AND state = 'idle'",
-            )
-            .fetch_all(&app.db)
-            .await
-            .expect("the service's backends");
-            match backends.len() {
-                1 => Ok(()),
-                n => Err(format!(
-                    "{n} idle connections of the service, not one, after 10 s"
-                )),
-            }
-        },
-    )
-    .await;
+    let backend = the_idle_backend(&app.db).await;
     settle().await;
-    let stalled = Pid::from_raw(backends[0]);
+    let stalled = Pid::from_raw(backend);
     if kill(stalled, Signal::SIGSTOP).is_err() {
         println!("failover: cannot signal the test server's backends (not on this machine?)");
         return;
@@ -211,10 +184,7 @@ async fn a_stalled_server_answers_503_within_the_bound_and_its_connection_is_dro
     .fetch_all(&app.db)
     .await
     .unwrap();
-    assert!(
-        !now.contains(&backends[0]),
-        "the stalled connection was reused"
-    );
+    assert!(!now.contains(&backend), "the stalled connection was reused");
     println!("failover/stalled: 503 after {} ms", took.as_millis());
 }
 

@@ -18,40 +18,6 @@ use sqlx::Connection;
 
 use super::*;
 
-/// The pid of the service's backend on the test's database that are idle, once there is
-/// exactly one (the pool's only connection, back in the pool).
-async fn the_idle_backend(db: &PgPool) -> i32 {
-    let mut pids: Vec<i32> = Vec::new();
-    eventually(
-        Duration::from_secs(10),
-        Duration::from_millis(20),
-        async || {
-            pids = sqlx::query_scalar(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'customers-api' \
-              AND datname = current_database() AND state = 'idle'",
-            )
-            .fetch_all(db)
-            .await
-            .expect("the service's backends");
-            match pids.len() {
-                1 => Ok(()),
-                n => Err(format!(
-                    "{n} idle connections of the service, not one, after 10 s"
-                )),
-            }
-        },
-    )
-    .await;
-    pids[0]
-}
-
-async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
-    sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(conn)
-        .await
-        .expect("pg_backend_pid")
-}
-
 #[tokio::test]
 async fn a_connection_given_back_mid_statement_is_drained_and_rolled_back_at_release() {
     let app = spawn_app().await;

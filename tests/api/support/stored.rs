@@ -157,3 +157,38 @@ pub async fn wait_until_blocked(db: &PgPool, wait_event_type: &str, n: i64) {
     )
     .await;
 }
+
+/// The pid of the service's only idle backend on this database, once there is exactly one: a
+/// pool of one connection with that connection back in it (waits up to 10 s).
+pub async fn the_idle_backend(db: &PgPool) -> i32 {
+    let mut pids: Vec<i32> = Vec::new();
+    eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(20),
+        async || {
+            pids = sqlx::query_scalar(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'customers-api' \
+              AND datname = current_database() AND state = 'idle'",
+            )
+            .fetch_all(db)
+            .await
+            .expect("the service's backends");
+            match pids.len() {
+                1 => Ok(()),
+                n => Err(format!(
+                    "{n} idle connections of the service, not one, after 10 s"
+                )),
+            }
+        },
+    )
+    .await;
+    pids[0]
+}
+
+/// The pid of the backend behind `conn`.
+pub async fn backend_pid(conn: &mut sqlx::PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .expect("pg_backend_pid")
+}
