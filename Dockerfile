@@ -13,7 +13,7 @@ ENV SQLX_OFFLINE=true \
 # this layer depends on Cargo.toml and Cargo.lock only, and builds every dependency against a
 # stub crate.
 COPY Cargo.toml Cargo.lock ./
-# A patched dependency (see [patch.crates-io] in Cargo.toml).
+# Patched dependencies (see [patch.crates-io] in Cargo.toml).
 COPY vendor ./vendor
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked \

@@ -32,7 +32,16 @@ fn request_id_for(req: &ServiceRequest) -> String {
         });
     match sent {
         Some(id) => id.to_owned(),
-        None => format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase()),
+        None => {
+            // `req_` and the ULID in lower case, written in place (one allocation).
+            let mut text = [0u8; ulid::ULID_LEN];
+            let text = ulid::Ulid::new().array_to_str(&mut text);
+            text.make_ascii_lowercase();
+            let mut id = String::with_capacity(4 + ulid::ULID_LEN);
+            id.push_str("req_");
+            id.push_str(text);
+            id
+        }
     }
 }
 
@@ -63,7 +72,7 @@ pub async fn middleware(
                     route: "unanswered",
                     status: res.status().as_u16(),
                     request_id: &request_id,
-                    tenant: String::new(),
+                    tenant: None,
                 };
                 line.write(started);
                 Err(actix_web::error::InternalError::from_response(e.to_string(), res).into())
@@ -178,17 +187,13 @@ fn log_request(
             std::borrow::Cow::Owned,
         ),
     };
-    let tenant = req
-        .extensions()
-        .get::<Tenant>()
-        .map(|t| format!("{}/{}", t.org, t.mode.as_str()))
-        .unwrap_or_default();
+    let extensions = req.extensions();
     let line = LogLine {
         method: req.method().as_str(),
         route: &route,
         status: response.status().as_u16(),
         request_id,
-        tenant,
+        tenant: extensions.get::<Tenant>(),
     };
     span.record("http.response.status_code", i64::from(line.status));
     line.write(started);
@@ -199,7 +204,20 @@ struct LogLine<'a> {
     route: &'a str,
     status: u16,
     request_id: &'a str,
-    tenant: String,
+    /// Written as `org/mode`, only when the line is logged.
+    tenant: Option<&'a Tenant>,
+}
+
+/// `org/mode`, or nothing when the request had no tenant.
+struct TenantLabel<'a>(Option<&'a Tenant>);
+
+impl std::fmt::Display for TenantLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(t) => write!(f, "{}/{}", t.org, t.mode.as_str()),
+            None => Ok(()),
+        }
+    }
 }
 
 impl LogLine<'_> {
@@ -218,7 +236,7 @@ impl LogLine<'_> {
             status = self.status,
             latency_ms = format_args!("{latency_ms:.2}"),
             request_id = self.request_id,
-            tenant = %self.tenant,
+            tenant = %TenantLabel(self.tenant),
             "request"
         );
     }

@@ -10,7 +10,7 @@
 //! quarters of the pool, so one tenant alone still gets most of it, and its excess load waits
 //! in its own queue rather than failing.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -60,7 +60,7 @@ impl TenantLimits {
         Arc::new(Self {
             per_tenant: per_tenant.max(1),
             queue: settings.tenant_queue,
-            tenants: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::default()),
         })
     }
 

@@ -3,7 +3,7 @@
 //! at start-up, every `auth.jwks_refresh`, and at once (at most every 30 s) when a token names a
 //! kid not held. A failed fetch keeps the last good keys; it is logged and counted.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -115,7 +115,7 @@ impl RemoteKeys {
             source,
             refresh: auth.jwks_refresh,
             client,
-            keys: RwLock::new(Arc::new(KeyMap::new())),
+            keys: RwLock::new(Arc::new(KeyMap::default())),
             body: Mutex::new(Vec::new()),
             loaded: AtomicBool::new(false),
             last_failed: AtomicBool::new(false),

@@ -1,6 +1,6 @@
 //! Verification keys chosen by `kid` (so keys rotate without downtime) and token minting.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
@@ -63,7 +63,7 @@ impl KeyRing {
             audience: non_empty(&settings.audience),
         };
         let validation_for = |alg: Algorithm| checks.validation(alg);
-        let mut keys = HashMap::new();
+        let mut keys = HashMap::default();
         let mut signing = None;
         for (i, k) in settings.keys.iter().enumerate() {
             let setting = format!("auth.keys[{i}]");

@@ -154,9 +154,11 @@ fn bearer_token(req: &HttpRequest) -> Result<(web::Data<Gatekeeper>, &str), ApiE
     if values.next().is_some() {
         return Err(ApiError::Unauthorized("more than one Authorization header"));
     }
-    let token = header
-        .to_str()
+    // As `to_str` decides (visible ASCII; the parser let no other control byte through), but
+    // a word at a time rather than byte by byte: a token is several hundred bytes.
+    let token = std::str::from_utf8(header.as_bytes())
         .ok()
+        .filter(|v| v.is_ascii())
         .and_then(|v| {
             let (scheme, rest) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())

@@ -23,7 +23,7 @@
 //! `database.coalesce_reads` switches it on (docs/performance.md has the A/B that decided the
 //! default).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -75,7 +75,7 @@ impl Coalescer {
         Self {
             enabled,
             wait,
-            queues: Arc::new(Mutex::new(HashMap::new())),
+            queues: Arc::new(Mutex::new(HashMap::default())),
         }
     }
 

@@ -100,8 +100,25 @@ impl Version {
         self.0
     }
 
+    /// `"7"`. Written digit by digit rather than with `format!`, whose machinery cost about 500
+    /// instructions on every answer.
     pub fn etag(self) -> String {
-        format!("\"{}\"", self.0)
+        let Ok(mut n) = u64::try_from(self.0) else {
+            return format!("\"{}\"", self.0);
+        };
+        let mut tag = [b'"'; 22];
+        let mut at = tag.len() - 1;
+        loop {
+            at -= 1;
+            tag[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        std::str::from_utf8(&tag[at - 1..])
+            .expect("ASCII")
+            .to_owned()
     }
 
     /// The version a strong ETag names; `None` for anything else (a weak tag included).
@@ -168,6 +185,25 @@ mod tests {
             headers.append(IF_MATCH, HeaderValue::from_str(v).unwrap());
         }
         IfMatch::from_headers(&headers).unwrap()
+    }
+
+    #[test]
+    fn an_etag_is_the_version_in_quotes() {
+        for v in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            12_345,
+            1 << 40,
+            i64::MAX,
+            -1,
+            i64::MIN,
+        ] {
+            assert_eq!(Version(v).etag(), format!("\"{v}\""));
+        }
     }
 
     #[test]

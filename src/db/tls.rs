@@ -91,6 +91,40 @@ pub fn libpq_rules(
     }
 }
 
+/// Whether the URL, or `PGSSLMODE`, names an `sslmode` (sqlx's default, `prefer`, otherwise).
+pub fn sslmode_written(url: &str) -> bool {
+    let in_url = url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            matches!(
+                pair.split_once('=').map_or(pair, |(key, _)| key),
+                "sslmode" | "ssl-mode"
+            )
+        })
+    });
+    in_url || std::env::var_os("PGSSLMODE").is_some()
+}
+
+/// No TLS to a server on this host, unless an `sslmode` was written: a host that is a loopback
+/// address or `localhost` gets `disable` instead of the default `prefer`.
+///
+/// `prefer` encrypts when the server offers TLS but checks no certificate, so it only hides the
+/// traffic from someone who can watch the path to the server. On loopback nobody can who could
+/// not read the service's memory as well, and the encryption cost every request a tenth of its
+/// instructions (docs/operations.md#tls-to-postgresql). An `sslmode` written, `prefer`
+/// included, is kept as libpq would keep it; that is also the way to reach a loopback server
+/// that accepts only TLS (`hostssl` in its `pg_hba.conf`).
+pub fn loopback_default(options: PgConnectOptions, sslmode_written: bool) -> PgConnectOptions {
+    let host = options.get_host().trim_matches(['[', ']']);
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match !sslmode_written && loopback && matches!(options.get_ssl_mode(), PgSslMode::Prefer) {
+        true => options.ssl_mode(PgSslMode::Disable),
+        false => options,
+    }
+}
+
 /// The `sslmode` as written in a URL.
 pub fn mode_name(options: &PgConnectOptions) -> &'static str {
     match options.get_ssl_mode() {
@@ -200,6 +234,42 @@ mod tests {
             mode("postgres://u@localhost/db?host=/run/pg&sslmode=require"),
             "disable"
         );
+    }
+
+    #[test]
+    fn a_loopback_host_without_an_sslmode_is_not_encrypted() {
+        // Decided from the URL alone: no connection is made (PGSSLMODE is not set in tests).
+        let mode = |url: &str| {
+            let options = rules(url).unwrap();
+            mode_name(&loopback_default(options, sslmode_written(url)))
+        };
+        for host in ["127.0.0.1", "127.9.8.7", "[::1]", "localhost", "LOCALHOST"] {
+            assert_eq!(
+                mode(&format!("postgres://u@{host}:5432/db")),
+                "disable",
+                "{host}"
+            );
+            assert_eq!(
+                mode(&format!("postgres://u@{host}/db?application_name=x")),
+                "disable",
+                "{host}"
+            );
+            // Written, prefer included: kept.
+            for written in ["sslmode=prefer", "ssl-mode=prefer", "sslmode=require"] {
+                let url = format!("postgres://u@{host}/db?a=1&{written}");
+                assert_eq!(mode(&url), written.split_once('=').unwrap().1, "{url}");
+            }
+        }
+        for host in [
+            "db.example",
+            "10.0.0.1",
+            "192.168.1.5",
+            "[fd00::3]",
+            "localhost.example",
+        ] {
+            assert_eq!(mode(&format!("postgres://u@{host}/db")), "prefer", "{host}");
+        }
+        assert!(!sslmode_written("postgres://u@h/db?sslmodex=1&x=sslmode"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub(super) fn parse_set(body: &[u8], checks: &Checks) -> anyhow::Result<KeyMap> 
     }
     let document: Document =
         serde_json::from_slice(body).context("the answer is not a JWKS document")?;
-    let mut keys = KeyMap::new();
+    let mut keys = KeyMap::default();
     let mut skipped = 0usize;
     for value in document.keys {
         match serde_json::from_value::<Jwk>(value)

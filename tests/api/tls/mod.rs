@@ -41,8 +41,10 @@ async fn each_sslmode_connects_where_libpq_does_and_encrypts_when_asked() {
     let root = root(&ca_file);
     for (host, query, encrypted) in [
         ("127.0.0.1", "sslmode=disable".to_owned(), false),
-        // The default: TLS when the server offers it, without checking its certificate.
-        ("127.0.0.1", String::new(), true),
+        // No sslmode to a server on this host: no TLS (docs/operations.md#tls-to-postgresql).
+        ("127.0.0.1", String::new(), false),
+        ("localhost", String::new(), false),
+        // libpq's default written out: TLS when the server offers it, certificate unchecked.
         ("127.0.0.1", "sslmode=prefer".to_owned(), true),
         ("127.0.0.1", "sslmode=require".to_owned(), true),
         ("127.0.0.1", format!("sslmode=require&{root}"), true),
@@ -129,6 +131,14 @@ async fn a_hostssl_only_server_refuses_sslmode_disable() {
         .expect_err("no pg_hba.conf entry without TLS");
     assert!(!error.tls, "the server refused, TLS did not fail: {error}");
     assert!(error.reason.contains("no encryption"), "{error}");
+    // Nor does a loopback host without an sslmode (no TLS by default there): it must be written.
+    let error = connect(&server.url("127.0.0.1", "postgres", ""))
+        .await
+        .expect_err("no TLS by default on loopback");
+    assert!(
+        !error.tls && error.reason.contains("no encryption"),
+        "{error}"
+    );
     let root = root(&ca.write(server.dir.path(), "ca.pem"));
     for query in [
         "sslmode=prefer".to_owned(),
