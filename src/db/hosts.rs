@@ -60,7 +60,7 @@ impl Hosts {
     pub fn parse(url: &str) -> Result<Self, UrlError> {
         let (url, read_write) = take_session_attrs(url)?;
         let (url, system_roots) = super::tls::take_system_roots(&url);
-        let sslmode_written = super::tls::sslmode_written(&url);
+        let tls_written = super::tls::tls_written(&url);
         let parsed = split_hosts(&url)?;
         let parse = |url: &str| {
             let options = url
@@ -87,7 +87,7 @@ impl Hosts {
         Ok(Self {
             hosts: hosts
                 .into_iter()
-                .map(|options| super::tls::loopback_default(options, sslmode_written))
+                .map(|options| super::tls::loopback_default(options, tls_written))
                 .map(|options| Host {
                     label: label(&options),
                     options,

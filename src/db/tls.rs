@@ -91,35 +91,48 @@ pub fn libpq_rules(
     }
 }
 
-/// Whether the URL, or `PGSSLMODE`, names an `sslmode` (sqlx's default, `prefer`, otherwise).
-pub fn sslmode_written(url: &str) -> bool {
+/// Whether the URL or the environment says anything of TLS: an `sslmode`, a root certificate
+/// or a client certificate or key, in the URL (under any of the names sqlx reads) or as
+/// `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT` or `PGSSLKEY`. Without any of them sqlx takes
+/// `prefer`.
+pub fn tls_written(url: &str) -> bool {
+    const KEYS: [&str; 9] = [
+        "sslmode",
+        "ssl-mode",
+        "sslrootcert",
+        "ssl-root-cert",
+        "ssl-ca",
+        "sslcert",
+        "ssl-cert",
+        "sslkey",
+        "ssl-key",
+    ];
+    const VARS: [&str; 4] = ["PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"];
     let in_url = url.split_once('?').is_some_and(|(_, query)| {
-        query.split('&').any(|pair| {
-            matches!(
-                pair.split_once('=').map_or(pair, |(key, _)| key),
-                "sslmode" | "ssl-mode"
-            )
-        })
+        query
+            .split('&')
+            .any(|pair| KEYS.contains(&pair.split_once('=').map_or(pair, |(key, _)| key)))
     });
-    in_url || std::env::var_os("PGSSLMODE").is_some()
+    in_url || VARS.iter().any(|var| std::env::var_os(var).is_some())
 }
 
-/// No TLS to a server on this host, unless an `sslmode` was written: a host that is a loopback
-/// address or `localhost` gets `disable` instead of the default `prefer`.
+/// No TLS to a server on this host unless TLS was asked for ([`tls_written`]): a host that is
+/// a loopback address or `localhost` gets `disable` instead of the default `prefer`.
 ///
 /// `prefer` encrypts when the server offers TLS but checks no certificate, so it only hides the
 /// traffic from someone who can watch the path to the server. On loopback nobody can who could
 /// not read the service's memory as well, and the encryption cost every request a tenth of its
 /// instructions (docs/operations.md#tls-to-postgresql). An `sslmode` written, `prefer`
-/// included, is kept as libpq would keep it; that is also the way to reach a loopback server
-/// that accepts only TLS (`hostssl` in its `pg_hba.conf`).
-pub fn loopback_default(options: PgConnectOptions, sslmode_written: bool) -> PgConnectOptions {
+/// included, is kept as libpq would keep it, and so is `prefer` when a certificate or key is
+/// named (a client certificate is presented only over TLS); that is also the way to reach a
+/// loopback server that accepts only TLS (`hostssl` in its `pg_hba.conf`).
+pub fn loopback_default(options: PgConnectOptions, tls_written: bool) -> PgConnectOptions {
     let host = options.get_host().trim_matches(['[', ']']);
     let loopback = host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    match !sslmode_written && loopback && matches!(options.get_ssl_mode(), PgSslMode::Prefer) {
+    match !tls_written && loopback && matches!(options.get_ssl_mode(), PgSslMode::Prefer) {
         true => options.ssl_mode(PgSslMode::Disable),
         false => options,
     }
@@ -238,11 +251,13 @@ mod tests {
 
     #[test]
     fn a_loopback_host_without_an_sslmode_is_not_encrypted() {
-        // Decided from the URL alone: no connection is made (PGSSLMODE is not set in tests).
+        // Decided from the URL alone: no connection is made (no PGSSL* variable in tests).
         let mode = |url: &str| {
             let options = rules(url).unwrap();
-            mode_name(&loopback_default(options, sslmode_written(url)))
+            mode_name(&loopback_default(options, tls_written(url)))
         };
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let ca = ca.path().display();
         for host in ["127.0.0.1", "127.9.8.7", "[::1]", "localhost", "LOCALHOST"] {
             assert_eq!(
                 mode(&format!("postgres://u@{host}:5432/db")),
@@ -259,6 +274,11 @@ mod tests {
                 let url = format!("postgres://u@{host}/db?a=1&{written}");
                 assert_eq!(mode(&url), written.split_once('=').unwrap().1, "{url}");
             }
+            // A certificate named: TLS was asked for, prefer kept.
+            for key in ["sslrootcert", "ssl-root-cert", "ssl-ca"] {
+                let url = format!("postgres://u@{host}/db?{key}={ca}");
+                assert_eq!(mode(&url), "prefer", "{url}");
+            }
         }
         for host in [
             "db.example",
@@ -269,7 +289,15 @@ mod tests {
         ] {
             assert_eq!(mode(&format!("postgres://u@{host}/db")), "prefer", "{host}");
         }
-        assert!(!sslmode_written("postgres://u@h/db?sslmodex=1&x=sslmode"));
+        // The client certificate's names (their files are not read here).
+        for key in ["sslcert", "ssl-cert", "sslkey", "ssl-key"] {
+            assert!(
+                tls_written(&format!("postgres://u@h/db?x=1&{key}=/k.pem")),
+                "{key}"
+            );
+        }
+        assert!(!tls_written("postgres://u@h/db?sslmodex=1&x=sslmode"));
+        assert!(!tls_written("postgres://u@h/db"));
     }
 
     #[test]

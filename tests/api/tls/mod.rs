@@ -172,6 +172,16 @@ async fn a_server_that_asks_for_a_client_certificate_takes_sslcert_and_sslkey() 
     assert!(connect(&server.url("localhost", "postgres", &with_cert))
         .await
         .expect("the client certificate is accepted"));
+    // No sslmode, but a client certificate named: TLS all the same on loopback (prefer, as
+    // libpq), so that the certificate is presented (docs/operations.md#tls-to-postgresql).
+    let only_cert = format!(
+        "sslcert={}&sslkey={}",
+        dir.join("client.crt").display(),
+        dir.join("client.key").display()
+    );
+    assert!(connect(&server.url("127.0.0.1", "postgres", &only_cert))
+        .await
+        .expect("a client certificate without an sslmode"));
     // A certificate for another user does not log in as postgres.
     let (cert, key) = ca.client_certificate("someone_else");
     std::fs::write(dir.join("client.crt"), cert).unwrap();
