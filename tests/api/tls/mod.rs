@@ -164,21 +164,17 @@ async fn a_server_that_asks_for_a_client_certificate_takes_sslcert_and_sslkey() 
         .await
         .expect_err("no client certificate");
     assert!(error.reason.contains("certificate"), "{error}");
-    let with_cert = format!(
-        "{base}&sslcert={}&sslkey={}",
-        dir.join("client.crt").display(),
-        dir.join("client.key").display()
-    );
-    assert!(connect(&server.url("localhost", "postgres", &with_cert))
-        .await
-        .expect("the client certificate is accepted"));
-    // No sslmode, but a client certificate named: TLS all the same on loopback (prefer, as
-    // libpq), so that the certificate is presented (docs/operations.md#tls-to-postgresql).
     let only_cert = format!(
         "sslcert={}&sslkey={}",
         dir.join("client.crt").display(),
         dir.join("client.key").display()
     );
+    let with_cert = format!("{base}&{only_cert}");
+    assert!(connect(&server.url("localhost", "postgres", &with_cert))
+        .await
+        .expect("the client certificate is accepted"));
+    // No sslmode, but a client certificate named: TLS all the same on loopback (prefer, as
+    // libpq), so that the certificate is presented (docs/operations.md#tls-to-postgresql).
     assert!(connect(&server.url("127.0.0.1", "postgres", &only_cert))
         .await
         .expect("a client certificate without an sslmode"));
